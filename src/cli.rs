@@ -1,0 +1,370 @@
+//! The command line: argument definitions and the commands.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::config::render::{self, Format};
+use crate::config::schema::{self, EXPERIMENT_SCHEMA_FILE, PROFILE_SCHEMA_FILE};
+use crate::config::types::JobKind;
+use crate::config::{Diagnostics, Request, Resolved, machine, presets, resolve, starter};
+use crate::rundir;
+
+/// Exit code for configuration errors (runtime failures exit 1).
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Declarative YAML/TOML experiment files in, reproducible deep-learning training runs out.
+///
+/// Values are merged from five layers, lowest to highest: built-in defaults → profiles
+/// (--profile, presets/) → the experiment file → RUNNER_<SECTION>__<KEY> environment
+/// variables → the command line (--set key=value, bare key=value, --seed, --output-dir).
+#[derive(Debug, Parser)]
+#[command(name = "runner", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check an experiment: a one-line summary, or every problem at once (exit 2).
+    Validate {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Also check this machine: data paths exist, the backend is compiled in, the device
+        /// exists (what `run` checks before starting).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print the fully resolved configuration and its derived values.
+    Show {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
+        format: OutputFormat,
+        /// Name, beside each value, the layer that set it (file:line:column, variable, flag).
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Resolve, validate, check the machine, create the run directory and train.
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Stop after writing the run directory (config.resolved.yaml, provenance.yaml,
+        /// meta.json); train nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the experiment JSON Schema (generated from runner's config types).
+    Schema {
+        /// Print the profile schema (same keys, none required) instead.
+        #[arg(long, conflicts_with_all = ["check", "write"])]
+        profile: bool,
+        /// Fail (exit 1) when schema/runner.schema.json or schema/profile.schema.json is stale.
+        #[arg(long, conflicts_with = "write")]
+        check: bool,
+        /// Write schema/runner.schema.json and schema/profile.schema.json.
+        #[arg(long)]
+        write: bool,
+        /// Repository root holding `schema/`.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        root: PathBuf,
+    },
+    /// List the available profiles with their descriptions.
+    Profiles,
+    /// Write a commented starter experiment listing every key of a job.
+    Init {
+        /// mae, text_classification or causal_vae.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(JobKind::ALL.map(JobKind::as_str)))]
+        job: String,
+        /// Where to write it (default: standard output). An existing file is never overwritten.
+        path: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    Yaml,
+    Toml,
+    Json,
+}
+
+impl From<OutputFormat> for Format {
+    fn from(f: OutputFormat) -> Format {
+        match f {
+            OutputFormat::Yaml => Format::Yaml,
+            OutputFormat::Toml => Format::Toml,
+            OutputFormat::Json => Format::Json,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Experiment file (.yaml, .yml or .toml).
+    #[arg(value_name = "EXPERIMENT")]
+    pub experiment: PathBuf,
+    /// Profile: a name from ./presets, $RUNNER_PRESETS or the built-in presets, or a file
+    /// path. Repeatable; applied left to right, below the experiment file. Replaces the
+    /// experiment's own `profile` list.
+    #[arg(long = "profile", short = 'p', value_name = "NAME|PATH")]
+    pub profiles: Vec<String>,
+    /// Override one key with a YAML value, e.g. `--set optimizer.betas=[0.9,0.95]`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Override `seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override `output_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<String>,
+    /// Overrides after the experiment file, as with --set: `train.epochs=1`.
+    #[arg(value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+impl ConfigArgs {
+    fn request(&self) -> Request {
+        Request {
+            experiment: self.experiment.clone(),
+            profiles: self.profiles.clone(),
+            overrides: self.set.iter().chain(&self.overrides).cloned().collect(),
+            seed: self.seed,
+            output_dir: self.output_dir.clone(),
+            env: Vec::new(),
+        }
+        .with_process_env()
+    }
+}
+
+pub fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging() {
+    let level = std::env::var("RUNNER_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate { config, strict } => validate(&config, strict),
+        Command::Show { config, format, explain } => show(&config, format.into(), explain),
+        Command::Run { config, dry_run } => run(&config, dry_run),
+        Command::Schema { profile, check, write, root } => schema_cmd(profile, check, write, &root),
+        Command::Profiles => profiles(),
+        Command::Init { job, path } => init(JobKind::parse(&job).expect("clap checked the value"), path.as_deref()),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "runner", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Prints diagnostics and the closing line; the exit code for configuration errors.
+fn report(diags: &Diagnostics, what: &Path) -> ExitCode {
+    eprintln!("{}\n", diags.render());
+    let n = diags.errors().count();
+    eprintln!(
+        "error: {n} problem{} in the configuration of `{}`; nothing was run",
+        if n == 1 { "" } else { "s" },
+        what.display()
+    );
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn print_warnings(resolved: &Resolved) {
+    for w in &resolved.warnings {
+        eprintln!("{}\n", w.render());
+    }
+}
+
+fn resolve_or_report(config: &ConfigArgs) -> Result<Resolved, ExitCode> {
+    resolve(&config.request()).map_err(|d| report(&d, &config.experiment))
+}
+
+fn summary(resolved: &Resolved) -> String {
+    let e = &resolved.experiment;
+    let d = &resolved.derived;
+    let profiles = if resolved.profiles.is_empty() { "none".to_string() } else { resolved.profiles.join(", ") };
+    let lr = d.lr.map(|lr| format!("{lr:e}")).unwrap_or_else(|| "?".into());
+    format!(
+        "{} `{}`: profiles {profiles}; {} on {}; global batch {} = {} per device × {} accumulation × {} data-parallel; lr {lr}",
+        e.job,
+        e.name,
+        e.hardware.backend.as_str(),
+        e.hardware.device,
+        d.global_batch_size,
+        e.train.per_device_batch_size,
+        d.grad_accum_steps,
+        d.data_parallel_size,
+    )
+}
+
+fn validate(config: &ConfigArgs, strict: bool) -> Result<ExitCode> {
+    let resolved = match resolve_or_report(config) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    print_warnings(&resolved);
+    if strict {
+        let problems = machine::machine_checks(&resolved.experiment, &resolved.layers);
+        if !problems.is_empty() {
+            return Ok(report(&Diagnostics(problems), &config.experiment));
+        }
+    }
+    println!("ok: {}: {}", config.experiment.display(), summary(&resolved));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(config: &ConfigArgs, format: Format, explain: bool) -> Result<ExitCode> {
+    let resolved = match resolve_or_report(config) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    print_warnings(&resolved);
+    let text = render::render(&resolved, format, explain);
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`runner show … | head`) is not an error worth a message.
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(config: &ConfigArgs, dry_run: bool) -> Result<ExitCode> {
+    let resolved = match resolve_or_report(config) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    print_warnings(&resolved);
+    let problems = machine::machine_checks(&resolved.experiment, &resolved.layers);
+    if !problems.is_empty() {
+        return Ok(report(&Diagnostics(problems), &config.experiment));
+    }
+    let now = chrono::Utc::now();
+    let dir = rundir::run_dir_path(&resolved, now);
+    if let Err(refusal) = rundir::check_reusable(&dir, resolved.experiment.resume.is_some()) {
+        eprintln!("error: {refusal}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    if !dry_run {
+        anyhow::bail!(
+            "the training engine is not part of this runner build yet, so nothing was trained; \
+             `runner run --dry-run` prepares the run directory ({}) without training",
+            dir.display()
+        );
+    }
+    rundir::prepare(&resolved, &dir, rundir::Status::Prepared, now)?;
+    println!("prepared {} (dry run: {})", dir.display(), summary(&resolved));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn schema_cmd(profile: bool, check: bool, write: bool, root: &Path) -> Result<ExitCode> {
+    let files = [
+        (root.join(EXPERIMENT_SCHEMA_FILE), schema::render(&schema::experiment_schema())),
+        (root.join(PROFILE_SCHEMA_FILE), schema::render(&schema::profile_schema())),
+    ];
+    if check {
+        let stale: Vec<String> = files
+            .iter()
+            .filter(|(path, text)| std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()))
+            .map(|(path, _)| path.display().to_string())
+            .collect();
+        if stale.is_empty() {
+            println!("ok: {} and {} are up to date", files[0].0.display(), files[1].0.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "error: stale or missing: {}\n  = help: the config types changed; run `cargo run -- schema --write` and commit the result",
+            stale.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if write {
+        for (path, text) in &files {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+            }
+            rundir::write_atomic(path, text.as_bytes())?;
+            println!("wrote {}", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", files[usize::from(profile)].1);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn profiles() -> Result<ExitCode> {
+    let env = std::env::var(presets::PRESETS_ENV).ok();
+    let all = presets::all(env.as_deref());
+    let width = all.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for p in &all {
+        let source = match &p.source {
+            presets::PresetSource::File(path) => path.display().to_string(),
+            presets::PresetSource::Builtin(_) => "built in".to_string(),
+        };
+        let description = p.description().unwrap_or_else(|| "(no description)".into());
+        println!("{:<width$}  {description}  [{source}]", p.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init(job: JobKind, path: Option<&Path>) -> Result<ExitCode> {
+    let target_dir = match path {
+        Some(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+        None => PathBuf::new(),
+    };
+    let schema_ref = schema_reference(&target_dir);
+    let text = starter::starter(job, &schema_ref);
+    match path {
+        None => print!("{text}"),
+        Some(p) => {
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(p).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    anyhow::anyhow!("`{}` already exists; runner init never overwrites a file", p.display())
+                } else {
+                    anyhow::anyhow!("cannot create `{}`: {e}", p.display())
+                }
+            })?;
+            file.write_all(text.as_bytes()).with_context(|| format!("cannot write `{}`", p.display()))?;
+            println!("wrote {}", p.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `$schema` path for a file in `dir`: relative to the nearest `schema/runner.schema.json`
+/// above it, else the conventional `../schema/runner.schema.json`.
+fn schema_reference(dir: &Path) -> String {
+    let start = std::path::absolute(if dir.as_os_str().is_empty() { Path::new(".") } else { dir });
+    let Ok(start) = start else { return format!("../{EXPERIMENT_SCHEMA_FILE}") };
+    for (ups, ancestor) in start.ancestors().enumerate() {
+        if ancestor.join(EXPERIMENT_SCHEMA_FILE).is_file() {
+            return format!("{}{EXPERIMENT_SCHEMA_FILE}", "../".repeat(ups));
+        }
+    }
+    format!("../{EXPERIMENT_SCHEMA_FILE}")
+}

@@ -1,0 +1,63 @@
+//! Checks that depend on this machine and this binary rather than on the configuration:
+//! run by `runner run` before any work starts, and by `runner validate --strict`.
+//! Relative paths are taken from the current directory, as the seed tools' flags are.
+
+use std::path::Path;
+
+use super::diagnostic::Diagnostic;
+use super::layers::Layers;
+use super::types::*;
+
+/// Backends compiled into this binary.
+pub fn compiled_backends() -> &'static [Backend] {
+    &[Backend::Flex]
+}
+
+pub fn machine_checks(exp: &Experiment, layers: &Layers) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut need = |key: &str, path: &str, what: &str| {
+        let p = Path::new(path);
+        if !p.exists() {
+            out.push(layers.diag_at(
+                key,
+                Diagnostic::error("missing-path", format!("{what} `{path}` does not exist"))
+                    .help("check the path; relative paths start at the current directory"),
+            ));
+        }
+    };
+    match &exp.data {
+        DataConfig::Mae(d) => need("data.path", &d.path, "image data"),
+        DataConfig::TextClassification(d) => {
+            need("data.train_file", &d.train_file, "training file");
+            for (i, f) in d.validation_files.iter().enumerate() {
+                need(&format!("data.validation_files.{i}"), f, "validation file");
+            }
+            need("data.tokenizer", &d.tokenizer, "tokenizer");
+        }
+        DataConfig::CausalVae(d) => need("data.video_path", &d.video_path, "video data"),
+    }
+    if let Some(init) = &exp.init_from {
+        need("init_from", init, "initial weights");
+    }
+    if let Some(resume) = exp.resume.as_deref().filter(|r| *r != "auto") {
+        need("resume", resume, "checkpoint");
+    }
+    let hw = &exp.hardware;
+    if hw.device == Device::Tpu {
+        out.push(layers.diag_at(
+            "hardware.device",
+            Diagnostic::error("unsupported", "no runner backend drives TPUs (burn has no XLA backend; libtorch needs torch_xla)")
+                .help("train with a CUDA or CPU profile"),
+        ));
+    } else if !compiled_backends().contains(&hw.backend) {
+        out.push(layers.diag_at(
+            "hardware.backend",
+            Diagnostic::error(
+                "backend",
+                format!("this runner binary was built without the `{}` backend", hw.backend.as_str()),
+            )
+            .help("the libtorch engine (cargo feature `tch`) is not part of runner yet; use hardware.backend: flex on this machine (e.g. --profile cpu)"),
+        ));
+    }
+    out
+}

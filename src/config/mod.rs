@@ -1,0 +1,24 @@
+//! Configuration: types, layers, validation, derived values. Knows nothing about burn.
+//!
+//! The path of a configuration: [`loader::resolve`] reads the experiment file and the
+//! profiles, environment and command-line overrides into [`layers::Layers`] (figment),
+//! validates the merged value against the JSON Schema generated from [`types`]
+//! ([`validate`]), deserializes it, and computes and cross-checks [`derived`] values.
+
+pub mod arch;
+pub mod derived;
+pub mod diagnostic;
+pub mod layers;
+pub mod loader;
+pub mod machine;
+pub mod presets;
+pub mod render;
+pub mod schema;
+pub mod spans;
+pub mod starter;
+pub mod suggest;
+pub mod types;
+pub mod validate;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Origin};
+pub use loader::{Request, Resolved, resolve};

@@ -1,0 +1,146 @@
+//! Printing a resolved configuration: YAML, TOML or JSON, optionally with the layer that
+//! set each leaf (`--explain`). Every output, fed back as an experiment, resolves to the
+//! same configuration (`derived:` is ignored on input).
+
+use std::fmt::Write as _;
+
+use serde_json::Value as Json;
+
+use super::loader::{Resolved, resolved_json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Toml,
+    Json,
+}
+
+/// The resolved config with its `derived:` block.
+pub fn full_value(resolved: &Resolved) -> Json {
+    let mut v = resolved_json(resolved);
+    let derived = serde_json::to_value(&resolved.derived).expect("derived serializes");
+    v.as_object_mut().expect("config is an object").insert("derived".into(), derived);
+    v
+}
+
+pub fn render(resolved: &Resolved, format: Format, explain: bool) -> String {
+    let value = full_value(resolved);
+    let origin = |key: &str| -> String {
+        if key == "derived" || key.starts_with("derived.") {
+            "derived".into()
+        } else {
+            resolved.origin_of(key).short()
+        }
+    };
+    match (format, explain) {
+        (Format::Yaml, false) => serde_yaml::to_string(&value).expect("yaml serializes"),
+        (Format::Yaml, true) => {
+            let mut out = String::new();
+            yaml_explained(&value, "", 0, &origin, &mut out);
+            out
+        }
+        (Format::Toml, explain) => toml_text(&value, explain.then_some(&origin as &dyn Fn(&str) -> String)),
+        (Format::Json, false) => serde_json::to_string_pretty(&value).expect("json serializes") + "\n",
+        (Format::Json, true) => {
+            let mut sources = serde_json::Map::new();
+            leaves(&value, "", &mut |k, _| {
+                sources.insert(k.to_string(), Json::String(origin(k)));
+            });
+            let out = serde_json::json!({ "config": value, "sources": sources });
+            serde_json::to_string_pretty(&out).expect("json serializes") + "\n"
+        }
+    }
+}
+
+/// Calls `f` on every leaf (scalars and lists) with its dotted key.
+pub fn leaves(v: &Json, path: &str, f: &mut dyn FnMut(&str, &Json)) {
+    match v {
+        Json::Object(map) if !map.is_empty() => {
+            for (k, child) in map {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                leaves(child, &p, f);
+            }
+        }
+        _ => f(path, v),
+    }
+}
+
+fn yaml_scalar(v: &Json) -> String {
+    match v {
+        Json::Array(items) => format!("[{}]", items.iter().map(yaml_scalar).collect::<Vec<_>>().join(", ")),
+        Json::Object(map) if map.is_empty() => "{}".into(),
+        _ => serde_yaml::to_string(v).expect("yaml serializes").trim_end().to_string(),
+    }
+}
+
+const COMMENT_COLUMN: usize = 44;
+
+fn yaml_explained(v: &Json, path: &str, indent: usize, origin: &dyn Fn(&str) -> String, out: &mut String) {
+    let Json::Object(map) = v else { return };
+    for (k, child) in map {
+        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        let pad = "  ".repeat(indent);
+        match child {
+            Json::Object(m) if !m.is_empty() => {
+                let _ = writeln!(out, "{pad}{k}:");
+                yaml_explained(child, &p, indent + 1, origin, out);
+            }
+            _ => {
+                let line = format!("{pad}{k}: {}", yaml_scalar(child));
+                let _ = writeln!(out, "{line:<COMMENT_COLUMN$}  # {}", origin(&p));
+            }
+        }
+    }
+}
+
+fn toml_scalar(v: &Json) -> String {
+    match v {
+        Json::Array(items) => format!("[{}]", items.iter().map(toml_scalar).collect::<Vec<_>>().join(", ")),
+        Json::String(s) => toml::Value::String(s.clone()).to_string(),
+        Json::Bool(b) => b.to_string(),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), ..) => i.to_string(),
+            (None, Some(u), _) => u.to_string(),
+            (.., Some(f)) => toml::Value::Float(f).to_string(),
+            _ => n.to_string(),
+        },
+        Json::Null => "\"\"".into(), // not produced: the config serializes no nulls
+        Json::Object(_) => "{}".into(),
+    }
+}
+
+/// TOML with scalars before tables, as TOML requires; comments name the origin of each leaf.
+fn toml_text(v: &Json, origin: Option<&dyn Fn(&str) -> String>) -> String {
+    fn table(v: &Json, path: &str, origin: Option<&dyn Fn(&str) -> String>, out: &mut String) {
+        let Json::Object(map) = v else { return };
+        let is_table = |c: &Json| matches!(c, Json::Object(m) if !m.is_empty());
+        for (k, child) in map.iter().filter(|(_, c)| !is_table(c)) {
+            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let line = format!("{} = {}", toml_key(k), toml_scalar(child));
+            match origin {
+                Some(o) => {
+                    let _ = writeln!(out, "{line:<COMMENT_COLUMN$}  # {}", o(&p));
+                }
+                None => {
+                    let _ = writeln!(out, "{line}");
+                }
+            }
+        }
+        for (k, child) in map.iter().filter(|(_, c)| is_table(c)) {
+            let p = if path.is_empty() { toml_key(k) } else { format!("{path}.{}", toml_key(k)) };
+            let _ = writeln!(out, "\n[{p}]");
+            table(child, &p, origin, out);
+        }
+    }
+    let mut out = String::new();
+    table(v, "", origin, &mut out);
+    out
+}
+
+fn toml_key(k: &str) -> String {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        k.to_string()
+    } else {
+        toml::Value::String(k.to_string()).to_string()
+    }
+}

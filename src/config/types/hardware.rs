@@ -1,0 +1,158 @@
+//! Backend, device and process layout.
+
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Tensor engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Flex,
+    Tch,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Flex => "flex",
+            Backend::Tch => "tch",
+        }
+    }
+}
+
+/// Where tensors live: `cpu`, `cuda`, `cuda:N`, `mps` or `tpu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Cuda(Option<u32>),
+    Mps,
+    Tpu,
+}
+
+impl Device {
+    pub fn parse(s: &str) -> Option<Device> {
+        match s {
+            "cpu" => Some(Device::Cpu),
+            "cuda" => Some(Device::Cuda(None)),
+            "mps" => Some(Device::Mps),
+            "tpu" => Some(Device::Tpu),
+            _ => s.strip_prefix("cuda:")?.parse().ok().map(|n| Device::Cuda(Some(n))),
+        }
+    }
+
+    pub fn is_cuda(self) -> bool {
+        matches!(self, Device::Cuda(_))
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(None) => f.write_str("cuda"),
+            Device::Cuda(Some(n)) => write!(f, "cuda:{n}"),
+            Device::Mps => f.write_str("mps"),
+            Device::Tpu => f.write_str("tpu"),
+        }
+    }
+}
+
+impl Serialize for Device {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Device {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Device::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown device `{s}`: expected cpu, cuda, cuda:N, mps or tpu"))
+        })
+    }
+}
+
+impl JsonSchema for Device {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Device".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^(cpu|cuda|cuda:[0-9]+|mps|tpu)$",
+            "examples": ["cpu", "cuda", "cuda:0", "mps", "tpu"]
+        })
+    }
+}
+
+/// Collective-communication library for data-parallel training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DistBackend {
+    Nccl,
+    Gloo,
+    Mpi,
+    Hccl,
+}
+
+/// Backend, device and process layout (torchrun / Megatron distributed arguments).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HardwareConfig {
+    /// `flex`: burn's embedded pure-Rust CPU backend (the default, single process);
+    /// `tch`: libtorch, for CUDA GPUs and fast CPUs (a binary built with the `tch` feature).
+    pub backend: Backend,
+    /// `cpu`, `cuda`, `cuda:N`, `mps` or `tpu` (MAE `--device`).
+    pub device: Device,
+    /// Machines taking part (`--nnodes`).
+    #[schemars(range(min = 1))]
+    pub nnodes: u32,
+    /// Worker processes per machine, usually one per GPU (`--nproc_per_node`).
+    #[schemars(range(min = 1))]
+    pub nproc_per_node: u32,
+    /// Index of this machine, 0 to nnodes − 1; 0 hosts the rendezvous (`--node_rank`).
+    pub node_rank: u32,
+    /// Address of node 0 (`--master_addr`).
+    #[schemars(length(min = 1))]
+    pub master_addr: String,
+    /// TCP port of the rendezvous on node 0 (`--master_port`).
+    #[schemars(range(min = 1))]
+    pub master_port: u16,
+    /// `nccl` (CUDA) or `gloo` (CPU); default: `nccl` on CUDA, `gloo` otherwise
+    /// (Megatron `--distributed-backend`, HF `ddp_backend`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dist_backend: Option<DistBackend>,
+    /// Tensor-model-parallel size (Megatron `--tensor-model-parallel-size`).
+    #[schemars(range(min = 1))]
+    pub tensor_parallel: u32,
+    /// Pipeline-model-parallel size (Megatron `--pipeline-model-parallel-size`).
+    #[schemars(range(min = 1))]
+    pub pipeline_parallel: u32,
+    /// Gradients are all-reduced in buckets of about this many MiB (HF `ddp_bucket_cap_mb`).
+    #[schemars(range(min = 1))]
+    pub ddp_bucket_cap_mb: u32,
+    /// Seconds a rank waits for the others before the run fails (HF `ddp_timeout`).
+    #[schemars(range(min = 1))]
+    pub ddp_timeout: u32,
+}
+
+impl Default for HardwareConfig {
+    fn default() -> Self {
+        HardwareConfig {
+            backend: Backend::Flex,
+            device: Device::Cpu,
+            nnodes: 1,
+            nproc_per_node: 1,
+            node_rank: 0,
+            master_addr: "localhost".into(),
+            master_port: 29500,
+            dist_backend: None,
+            tensor_parallel: 1,
+            pipeline_parallel: 1,
+            ddp_bucket_cap_mb: 25,
+            ddp_timeout: 1800,
+        }
+    }
+}

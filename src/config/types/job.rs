@@ -1,0 +1,426 @@
+//! Job-specific sections: `model` and `data` take different keys for each `job`.
+//!
+//! In files they sit untagged next to `job` (`job: mae` + `model: {mask_ratio: 0.75}`).
+//! The loader wraps them as `{mae: {...}}` before typed deserialization
+//! (`config::loader::tag_job_sections`), so serde's externally tagged enums pick the right
+//! struct and `deny_unknown_fields` stays exact; they serialize back untagged. The schema
+//! selects them with one `if job == … then …` branch per job (`config::schema`).
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// What is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Mae,
+    TextClassification,
+    CausalVae,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 3] = [JobKind::Mae, JobKind::TextClassification, JobKind::CausalVae];
+
+    /// The name used in files (`job: text_classification`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Mae => "mae",
+            JobKind::TextClassification => "text_classification",
+            JobKind::CausalVae => "causal_vae",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        Self::ALL.into_iter().find(|j| j.as_str() == s)
+    }
+
+    /// Names of the schema definitions of this job's `model` and `data` sections.
+    pub fn section_schema_names(self) -> (&'static str, &'static str) {
+        match self {
+            JobKind::Mae => ("MaeModel", "MaeData"),
+            JobKind::TextClassification => ("TextModel", "TextData"),
+            JobKind::CausalVae => ("CausalVaeModel", "CausalVaeData"),
+        }
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! job_section {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident($ty:ty)),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant($ty)),* }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self { $($name::$variant(v) => v.serialize(s)),* }
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+                // Register every job's section so the `if job == … then` branches can $ref it;
+                // the keys themselves are checked in those branches.
+                $(let _ = generator.subschema_for::<$ty>();)*
+                json_schema!({ "type": "object" })
+            }
+        }
+    };
+}
+
+job_section!(
+    /// `model`, by job.
+    ModelConfig { Mae(MaeModel), TextClassification(TextModel), CausalVae(CausalVaeModel) }
+);
+job_section!(
+    /// `data`, by job.
+    DataConfig { Mae(MaeData), TextClassification(TextData), CausalVae(CausalVaeData) }
+);
+
+impl ModelConfig {
+    pub fn job(&self) -> JobKind {
+        match self {
+            ModelConfig::Mae(_) => JobKind::Mae,
+            ModelConfig::TextClassification(_) => JobKind::TextClassification,
+            ModelConfig::CausalVae(_) => JobKind::CausalVae,
+        }
+    }
+}
+
+impl DataConfig {
+    pub fn job(&self) -> JobKind {
+        match self {
+            DataConfig::Mae(_) => JobKind::Mae,
+            DataConfig::TextClassification(_) => JobKind::TextClassification,
+            DataConfig::CausalVae(_) => JobKind::CausalVae,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mae
+
+/// Architecture presets of the MAE paper, plus small sizes that train on a CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaeArch {
+    MaeVitHugePatch14,
+    MaeVitLargePatch16,
+    MaeVitBasePatch16,
+    MaeVitTinyPatch16,
+    MaeVitTinyPatch4,
+}
+
+/// `model` for `job: mae`: a ViT encoder over the visible patches and a light decoder that
+/// predicts the pixels of the masked ones (MAE `main_pretrain.py`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaeModel {
+    /// Size preset (MAE `--model`): `mae_vit_base_patch16`, `mae_vit_large_patch16`,
+    /// `mae_vit_huge_patch14` as in the paper; `mae_vit_tiny_patch16` and
+    /// `mae_vit_tiny_patch4` (28–64 px images) for CPUs. The size keys below override it.
+    #[serde(default = "mae_defaults::arch")]
+    pub arch: MaeArch,
+    /// Fraction of patches hidden from the encoder (MAE `--mask_ratio`).
+    #[serde(default = "mae_defaults::mask_ratio")]
+    #[schemars(extend("exclusiveMinimum" = 0.0, "exclusiveMaximum" = 1.0))]
+    pub mask_ratio: f64,
+    /// Normalise each target patch by its own mean and variance (MAE `--norm_pix_loss`).
+    #[serde(default)]
+    pub norm_pix_loss: bool,
+    /// Side of a square patch in pixels (default from `arch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub patch_size: Option<u32>,
+    /// Encoder width (default from `arch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub embed_dim: Option<u32>,
+    /// Encoder blocks (default from `arch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub depth: Option<u32>,
+    /// Encoder attention heads; must divide `embed_dim` (default from `arch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub num_heads: Option<u32>,
+    /// Decoder width (default from `arch`: 512 for the paper's sizes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub decoder_embed_dim: Option<u32>,
+    /// Decoder blocks (default from `arch`: 8 for the paper's sizes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub decoder_depth: Option<u32>,
+    /// Decoder attention heads; must divide `decoder_embed_dim` (default from `arch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub decoder_num_heads: Option<u32>,
+}
+
+mod mae_defaults {
+    pub fn arch() -> super::MaeArch {
+        super::MaeArch::MaeVitLargePatch16
+    }
+    pub fn mask_ratio() -> f64 {
+        0.75
+    }
+}
+
+/// `data` for `job: mae`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaeData {
+    /// Image folder in ImageNet layout (`<path>/<class>/<image>`, searched recursively; class
+    /// names are ignored) or a folder/file of IDX images (`*-images-idx3-ubyte[.gz]`)
+    /// (MAE `--data_path`).
+    #[schemars(length(min = 1))]
+    pub path: String,
+    /// Side of the square training crop in pixels; a multiple of `model.patch_size`
+    /// (MAE `--input_size`).
+    #[serde(default = "mae_data_defaults::input_size")]
+    #[schemars(range(min = 1))]
+    pub input_size: u32,
+}
+
+mod mae_data_defaults {
+    pub fn input_size() -> u32 {
+        224
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// text_classification
+
+/// BERT sizes (Google's BERT and its miniatures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BertArch {
+    #[serde(rename = "bert-tiny")]
+    Tiny,
+    #[serde(rename = "bert-mini")]
+    Mini,
+    #[serde(rename = "bert-small")]
+    Small,
+    #[serde(rename = "bert-medium")]
+    Medium,
+    #[serde(rename = "bert-base")]
+    Base,
+    #[serde(rename = "bert-large")]
+    Large,
+}
+
+/// `model` for `job: text_classification`: a BERT encoder with a classification head on the
+/// `[CLS]` token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TextModel {
+    /// Size preset: `bert-tiny` (2 layers, 128 wide), `bert-mini` (4, 256), `bert-small`
+    /// (4, 512), `bert-medium` (8, 512), `bert-base` (12, 768), `bert-large` (24, 1024).
+    /// The size keys below override it.
+    #[serde(default = "text_defaults::arch")]
+    pub arch: BertArch,
+    /// Number of classes (default from `data.task`: 3 for MNLI's entailment, neutral and
+    /// contradiction, 2 for the other GLUE classification tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2))]
+    pub num_labels: Option<u32>,
+    /// Width of the encoder (default from `arch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub hidden_size: Option<u32>,
+    /// Transformer layers (default from `arch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub num_layers: Option<u32>,
+    /// Attention heads; must divide `hidden_size` (default from `arch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub num_heads: Option<u32>,
+    /// Width of the feed-forward layer (default from `arch`: 4 × `hidden_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub intermediate_size: Option<u32>,
+    /// Longest sequence the position embeddings cover; at least `data.max_seq_length`
+    /// (default from `arch`: 512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_position_embeddings: Option<u32>,
+    /// Dropout probability of hidden states and attention (default from `arch`: 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1.0))]
+    pub dropout: Option<f64>,
+}
+
+mod text_defaults {
+    pub fn arch() -> super::BertArch {
+        super::BertArch::Base
+    }
+}
+
+/// GLUE classification tasks (the names of `run_glue.py --task_name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TextTask {
+    Mnli,
+    Qnli,
+    Rte,
+    Wnli,
+    Mrpc,
+    Qqp,
+    Sst2,
+    Cola,
+}
+
+impl TextTask {
+    /// Classes of the task's labels.
+    pub fn num_labels(self) -> u32 {
+        match self {
+            TextTask::Mnli => 3,
+            _ => 2,
+        }
+    }
+}
+
+/// `data` for `job: text_classification`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TextData {
+    /// Task, which fixes the text columns and the label names (`run_glue.py --task_name`).
+    #[serde(default = "text_data_defaults::task")]
+    pub task: TextTask,
+    /// Training examples (JSON lines, CSV or TSV with the task's columns).
+    #[schemars(length(min = 1))]
+    pub train_file: String,
+    /// Held-out files to evaluate on (MNLI: matched and mismatched).
+    #[serde(default)]
+    pub validation_files: Vec<String>,
+    /// WordPiece vocabulary (`vocab.txt`) or a Hugging Face `tokenizer.json`.
+    #[schemars(length(min = 1))]
+    pub tokenizer: String,
+    /// Longer inputs are truncated, shorter ones padded (`run_glue.py --max_seq_length`).
+    #[serde(default = "text_data_defaults::max_seq_length")]
+    #[schemars(range(min = 8))]
+    pub max_seq_length: u32,
+}
+
+mod text_data_defaults {
+    pub fn task() -> super::TextTask {
+        super::TextTask::Mnli
+    }
+    pub fn max_seq_length() -> u32 {
+        128
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// causal_vae
+
+/// CausalVAE presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CausalVaeArch {
+    #[serde(rename = "causal_vae_488")]
+    CausalVae488,
+    #[serde(rename = "causal_vae_488_tiny")]
+    CausalVae488Tiny,
+}
+
+/// Reconstruction term of the CausalVAE loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconstructionLoss {
+    L1,
+    Mse,
+}
+
+/// `model` for `job: causal_vae`: causal 3-D convolutional VAE (Open-Sora-Plan CausalVAE).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CausalVaeModel {
+    /// Size preset: `causal_vae_488` (Open-Sora-Plan's 4×8×8 layout, 128 base channels) or
+    /// `causal_vae_488_tiny` (same compression, 16 base channels, for CPUs).
+    #[serde(default = "vae_defaults::arch")]
+    pub arch: CausalVaeArch,
+    /// Channels of the latent (default from `arch`: 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub latent_channels: Option<u32>,
+    /// Channels of the first encoder stage (default from `arch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub base_channels: Option<u32>,
+    /// Frames per latent frame after the first (default from `arch`: 4); `data.num_frames`
+    /// must be 1 + a multiple of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub temporal_compression: Option<u32>,
+    /// Pixels per latent pixel along each side (default from `arch`: 8); `data.resolution`
+    /// must be a multiple of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub spatial_compression: Option<u32>,
+    /// Weight of the KL term against the reconstruction term.
+    #[serde(default = "vae_defaults::kl_weight")]
+    #[schemars(range(min = 0.0))]
+    pub kl_weight: f64,
+    /// Reconstruction term: `l1` or `mse`.
+    #[serde(default = "vae_defaults::reconstruction_loss")]
+    pub reconstruction_loss: ReconstructionLoss,
+}
+
+mod vae_defaults {
+    pub fn arch() -> super::CausalVaeArch {
+        super::CausalVaeArch::CausalVae488
+    }
+    pub fn kl_weight() -> f64 {
+        1e-6
+    }
+    pub fn reconstruction_loss() -> super::ReconstructionLoss {
+        super::ReconstructionLoss::L1
+    }
+}
+
+/// `data` for `job: causal_vae`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CausalVaeData {
+    /// Folder of clips searched recursively (UCF101 layout), a folder of frame folders, or a
+    /// text file listing clip paths (Open-Sora-Plan `--video_path`).
+    #[schemars(length(min = 1))]
+    pub video_path: String,
+    /// Frames per training clip: 1 + a multiple of `model.temporal_compression`
+    /// (Open-Sora-Plan `--video_num_frames`).
+    #[serde(default = "vae_data_defaults::num_frames")]
+    #[schemars(range(min = 1))]
+    pub num_frames: u32,
+    /// Frames are resized on the short side and centre-cropped to this square size; a
+    /// multiple of `model.spatial_compression` (`--resolution`).
+    #[serde(default = "vae_data_defaults::resolution")]
+    #[schemars(range(min = 1))]
+    pub resolution: u32,
+    /// Take every `sample_rate`-th frame (`--sample_rate`; 1 keeps every frame).
+    #[serde(default = "vae_data_defaults::sample_rate")]
+    #[schemars(range(min = 1))]
+    pub sample_rate: u32,
+}
+
+mod vae_data_defaults {
+    pub fn num_frames() -> u32 {
+        17
+    }
+    pub fn resolution() -> u32 {
+        256
+    }
+    pub fn sample_rate() -> u32 {
+        1
+    }
+}
