@@ -85,9 +85,7 @@ pub enum Command {
         path: Option<PathBuf>,
     },
     /// Print a shell completion script.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -173,11 +171,23 @@ fn init_logging() {
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Validate { config, strict } => validate(&config, strict),
-        Command::Show { config, format, explain } => show(&config, format.into(), explain),
+        Command::Show {
+            config,
+            format,
+            explain,
+        } => show(&config, format.into(), explain),
         Command::Run { config, dry_run } => run(&config, dry_run),
-        Command::Schema { profile, check, write, root } => schema_cmd(profile, check, write, &root),
+        Command::Schema {
+            profile,
+            check,
+            write,
+            root,
+        } => schema_cmd(profile, check, write, &root),
         Command::Profiles => profiles(),
-        Command::Init { job, path } => init(JobKind::parse(&job).expect("clap checked the value"), path.as_deref()),
+        Command::Init { job, path } => init(
+            JobKind::parse(&job).expect("clap checked the value"),
+            path.as_deref(),
+        ),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "runner", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -210,8 +220,14 @@ fn resolve_or_report(config: &ConfigArgs) -> Result<Resolved, ExitCode> {
 fn summary(resolved: &Resolved) -> String {
     let e = &resolved.experiment;
     let d = &resolved.derived;
-    let profiles = if resolved.profiles.is_empty() { "none".to_string() } else { resolved.profiles.join(", ") };
-    let lr = d.lr.map(|lr| format!("{lr:e}")).unwrap_or_else(|| "?".into());
+    let profiles = if resolved.profiles.is_empty() {
+        "none".to_string()
+    } else {
+        resolved.profiles.join(", ")
+    };
+    let lr =
+        d.lr.map(|lr| format!("{lr:e}"))
+            .unwrap_or_else(|| "?".into());
     format!(
         "{} `{}`: profiles {profiles}; {} on {}; global batch {} = {} per device × {} accumulation × {} data-parallel; lr {lr}",
         e.job,
@@ -237,7 +253,11 @@ fn validate(config: &ConfigArgs, strict: bool) -> Result<ExitCode> {
             return Ok(report(&Diagnostics(problems), &config.experiment));
         }
     }
-    println!("ok: {}: {}", config.experiment.display(), summary(&resolved));
+    println!(
+        "ok: {}: {}",
+        config.experiment.display(),
+        summary(&resolved)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -278,23 +298,39 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<ExitCode> {
         );
     }
     rundir::prepare(&resolved, &dir, rundir::Status::Prepared, now)?;
-    println!("prepared {} (dry run: {})", dir.display(), summary(&resolved));
+    println!(
+        "prepared {} (dry run: {})",
+        dir.display(),
+        summary(&resolved)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn schema_cmd(profile: bool, check: bool, write: bool, root: &Path) -> Result<ExitCode> {
     let files = [
-        (root.join(EXPERIMENT_SCHEMA_FILE), schema::render(&schema::experiment_schema())),
-        (root.join(PROFILE_SCHEMA_FILE), schema::render(&schema::profile_schema())),
+        (
+            root.join(EXPERIMENT_SCHEMA_FILE),
+            schema::render(&schema::experiment_schema()),
+        ),
+        (
+            root.join(PROFILE_SCHEMA_FILE),
+            schema::render(&schema::profile_schema()),
+        ),
     ];
     if check {
         let stale: Vec<String> = files
             .iter()
-            .filter(|(path, text)| std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()))
+            .filter(|(path, text)| {
+                std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str())
+            })
             .map(|(path, _)| path.display().to_string())
             .collect();
         if stale.is_empty() {
-            println!("ok: {} and {} are up to date", files[0].0.display(), files[1].0.display());
+            println!(
+                "ok: {} and {} are up to date",
+                files[0].0.display(),
+                files[1].0.display()
+            );
             return Ok(ExitCode::SUCCESS);
         }
         eprintln!(
@@ -306,7 +342,8 @@ fn schema_cmd(profile: bool, check: bool, write: bool, root: &Path) -> Result<Ex
     if write {
         for (path, text) in &files {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create `{}`", dir.display()))?;
             }
             rundir::write_atomic(path, text.as_bytes())?;
             println!("wrote {}", path.display());
@@ -342,14 +379,22 @@ fn init(job: JobKind, path: Option<&Path>) -> Result<ExitCode> {
     match path {
         None => print!("{text}"),
         Some(p) => {
-            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(p).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    anyhow::anyhow!("`{}` already exists; runner init never overwrites a file", p.display())
-                } else {
-                    anyhow::anyhow!("cannot create `{}`: {e}", p.display())
-                }
-            })?;
-            file.write_all(text.as_bytes()).with_context(|| format!("cannot write `{}`", p.display()))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(p)
+                .map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        anyhow::anyhow!(
+                            "`{}` already exists; runner init never overwrites a file",
+                            p.display()
+                        )
+                    } else {
+                        anyhow::anyhow!("cannot create `{}`: {e}", p.display())
+                    }
+                })?;
+            file.write_all(text.as_bytes())
+                .with_context(|| format!("cannot write `{}`", p.display()))?;
             println!("wrote {}", p.display());
         }
     }
@@ -359,8 +404,14 @@ fn init(job: JobKind, path: Option<&Path>) -> Result<ExitCode> {
 /// The `$schema` path for a file in `dir`: relative to the nearest `schema/runner.schema.json`
 /// above it, else the conventional `../schema/runner.schema.json`.
 fn schema_reference(dir: &Path) -> String {
-    let start = std::path::absolute(if dir.as_os_str().is_empty() { Path::new(".") } else { dir });
-    let Ok(start) = start else { return format!("../{EXPERIMENT_SCHEMA_FILE}") };
+    let start = std::path::absolute(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    });
+    let Ok(start) = start else {
+        return format!("../{EXPERIMENT_SCHEMA_FILE}");
+    };
     for (ups, ancestor) in start.ancestors().enumerate() {
         if ancestor.join(EXPERIMENT_SCHEMA_FILE).is_file() {
             return format!("{}{EXPERIMENT_SCHEMA_FILE}", "../".repeat(ups));

@@ -65,7 +65,12 @@ impl std::error::Error for Refusal {}
 
 /// The run directory of `resolved`, with `{timestamp}` filled in.
 pub fn run_dir_path(resolved: &Resolved, now: chrono::DateTime<chrono::Utc>) -> PathBuf {
-    PathBuf::from(resolved.derived.output_dir.replace("{timestamp}", &now.format("%Y%m%d-%H%M%S").to_string()))
+    PathBuf::from(
+        resolved
+            .derived
+            .output_dir
+            .replace("{timestamp}", &now.format("%Y%m%d-%H%M%S").to_string()),
+    )
 }
 
 /// Refuses a directory that already holds a run (anything beyond a `--dry-run`), unless
@@ -90,15 +95,23 @@ pub fn check_reusable(dir: &Path, resuming: bool) -> Result<(), Refusal> {
 }
 
 /// Creates the run directory and writes the configuration files.
-pub fn prepare(resolved: &Resolved, dir: &Path, status: Status, now: chrono::DateTime<chrono::Utc>) -> Result<Meta> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the run directory `{}`", dir.display()))?;
+pub fn prepare(
+    resolved: &Resolved,
+    dir: &Path,
+    status: Status,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Meta> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the run directory `{}`", dir.display()))?;
     let mut config = String::from(
         "# Resolved by runner: every layer merged, defaults filled in. `runner run` on this file\n\
          # repeats the run; `derived:` is recomputed and ignored on input.\n",
     );
     config.push_str(&render(resolved, Format::Yaml, false));
     write_atomic(&dir.join(RESOLVED_CONFIG), config.as_bytes())?;
-    let mut provenance = String::from("# Each resolved value and the layer that set it (`runner show --explain`).\n");
+    let mut provenance = String::from(
+        "# Each resolved value and the layer that set it (`runner show --explain`).\n",
+    );
     provenance.push_str(&render(resolved, Format::Yaml, true));
     write_atomic(&dir.join(PROVENANCE), provenance.as_bytes())?;
 
@@ -109,7 +122,9 @@ pub fn prepare(resolved: &Resolved, dir: &Path, status: Status, now: chrono::Dat
         experiment_file: absolute(exp_path).display().to_string(),
         profiles: resolved.profiles.clone(),
         command_line: std::env::args().collect(),
-        working_dir: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        working_dir: std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
         hostname: gethostname::gethostname().to_string_lossy().into_owned(),
         backend: resolved.experiment.hardware.backend.as_str().to_string(),
         device: resolved.experiment.hardware.device.to_string(),
@@ -129,7 +144,11 @@ fn resolved_experiment_path(resolved: &Resolved) -> PathBuf {
         .layers()
         .iter()
         .find_map(|l| match &l.kind {
-            LayerKind::File { role: FileRole::Experiment, path, .. } => Some(path.clone()),
+            LayerKind::File {
+                role: FileRole::Experiment,
+                path,
+                ..
+            } => Some(path.clone()),
             _ => None,
         })
         .unwrap_or_default()
@@ -143,15 +162,31 @@ fn absolute(p: &Path) -> PathBuf {
 /// build than libgit2 bindings, and it is what users have). `None` outside a work tree or
 /// without git.
 pub fn git_state(dir: &Path) -> Option<GitState> {
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let git = |args: &[&str]| -> Option<String> {
-        let out = Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
     let root = git(&["rev-parse", "--show-toplevel"])?;
     let commit = git(&["rev-parse", "HEAD"]);
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    Some(GitState { root, commit, dirty })
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(GitState {
+        root,
+        commit,
+        dirty,
+    })
 }
 
 /// Writes `bytes` to `path` so that readers see the old file or the new one, never half.
@@ -170,8 +205,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn tempfile_in(dir: &Path, target: &Path) -> Result<(PathBuf, std::fs::File)> {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write in `{}`", dir.display()))?;
+    let file = std::fs::File::create(&tmp)
+        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
     Ok((tmp, file))
 }

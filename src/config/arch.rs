@@ -21,15 +21,30 @@ pub struct MaeDims {
 impl MaeArch {
     /// Sizes from the MAE paper (decoder 512-d, 8 blocks, 16 heads) and small CPU sizes.
     pub fn dims(self) -> MaeDims {
-        let (patch_size, embed_dim, depth, num_heads, decoder_embed_dim, decoder_depth, decoder_num_heads) =
-            match self {
-                MaeArch::MaeVitHugePatch14 => (14, 1280, 32, 16, 512, 8, 16),
-                MaeArch::MaeVitLargePatch16 => (16, 1024, 24, 16, 512, 8, 16),
-                MaeArch::MaeVitBasePatch16 => (16, 768, 12, 12, 512, 8, 16),
-                MaeArch::MaeVitTinyPatch16 => (16, 192, 12, 3, 128, 2, 4),
-                MaeArch::MaeVitTinyPatch4 => (4, 128, 4, 4, 64, 2, 4),
-            };
-        MaeDims { patch_size, embed_dim, depth, num_heads, decoder_embed_dim, decoder_depth, decoder_num_heads }
+        let (
+            patch_size,
+            embed_dim,
+            depth,
+            num_heads,
+            decoder_embed_dim,
+            decoder_depth,
+            decoder_num_heads,
+        ) = match self {
+            MaeArch::MaeVitHugePatch14 => (14, 1280, 32, 16, 512, 8, 16),
+            MaeArch::MaeVitLargePatch16 => (16, 1024, 24, 16, 512, 8, 16),
+            MaeArch::MaeVitBasePatch16 => (16, 768, 12, 12, 512, 8, 16),
+            MaeArch::MaeVitTinyPatch16 => (16, 192, 12, 3, 128, 2, 4),
+            MaeArch::MaeVitTinyPatch4 => (4, 128, 4, 4, 64, 2, 4),
+        };
+        MaeDims {
+            patch_size,
+            embed_dim,
+            depth,
+            num_heads,
+            decoder_embed_dim,
+            decoder_depth,
+            decoder_num_heads,
+        }
     }
 }
 
@@ -91,7 +106,9 @@ impl TextModel {
             num_heads: self.num_heads.unwrap_or(base.num_heads),
             // A wider model given without its feed-forward width keeps BERT's 4× ratio.
             intermediate_size: self.intermediate_size.unwrap_or(4 * hidden_size),
-            max_position_embeddings: self.max_position_embeddings.unwrap_or(base.max_position_embeddings),
+            max_position_embeddings: self
+                .max_position_embeddings
+                .unwrap_or(base.max_position_embeddings),
             dropout: self.dropout.unwrap_or(base.dropout),
         }
     }
@@ -115,7 +132,13 @@ impl CausalVaeArch {
             CausalVaeArch::CausalVae488 => (128, 2),
             CausalVaeArch::CausalVae488Tiny => (16, 1),
         };
-        CausalVaeDims { base_channels, latent_channels: 4, temporal_compression: 4, spatial_compression: 8, num_res_blocks }
+        CausalVaeDims {
+            base_channels,
+            latent_channels: 4,
+            temporal_compression: 4,
+            spatial_compression: 8,
+            num_res_blocks,
+        }
     }
 }
 
@@ -125,7 +148,9 @@ impl CausalVaeModel {
         CausalVaeDims {
             base_channels: self.base_channels.unwrap_or(base.base_channels),
             latent_channels: self.latent_channels.unwrap_or(base.latent_channels),
-            temporal_compression: self.temporal_compression.unwrap_or(base.temporal_compression),
+            temporal_compression: self
+                .temporal_compression
+                .unwrap_or(base.temporal_compression),
             spatial_compression: self.spatial_compression.unwrap_or(base.spatial_compression),
             num_res_blocks: base.num_res_blocks,
         }

@@ -53,28 +53,54 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
     // --- process layout
     let world_size = hw.nnodes.saturating_mul(hw.nproc_per_node);
     if hw.tensor_parallel > 1 {
-        err("hardware.tensor_parallel", "unsupported", "tensor parallelism is not supported by runner's engine".into(),
-            "set hardware.tensor_parallel: 1 (runner trains data-parallel only)".into());
+        err(
+            "hardware.tensor_parallel",
+            "unsupported",
+            "tensor parallelism is not supported by runner's engine".into(),
+            "set hardware.tensor_parallel: 1 (runner trains data-parallel only)".into(),
+        );
     }
     if hw.pipeline_parallel > 1 {
-        err("hardware.pipeline_parallel", "unsupported", "pipeline parallelism is not supported by runner's engine".into(),
-            "set hardware.pipeline_parallel: 1 (runner trains data-parallel only)".into());
+        err(
+            "hardware.pipeline_parallel",
+            "unsupported",
+            "pipeline parallelism is not supported by runner's engine".into(),
+            "set hardware.pipeline_parallel: 1 (runner trains data-parallel only)".into(),
+        );
     }
-    let model_parallel = hw.tensor_parallel.saturating_mul(hw.pipeline_parallel).max(1);
+    let model_parallel = hw
+        .tensor_parallel
+        .saturating_mul(hw.pipeline_parallel)
+        .max(1);
     if world_size % model_parallel != 0 {
-        err("hardware.tensor_parallel", "batch-arithmetic",
-            format!("world size {world_size} is not divisible by tensor_parallel × pipeline_parallel = {model_parallel}"),
-            "make nnodes × nproc_per_node a multiple of tensor_parallel × pipeline_parallel".into());
+        err(
+            "hardware.tensor_parallel",
+            "batch-arithmetic",
+            format!(
+                "world size {world_size} is not divisible by tensor_parallel × pipeline_parallel = {model_parallel}"
+            ),
+            "make nnodes × nproc_per_node a multiple of tensor_parallel × pipeline_parallel".into(),
+        );
     }
     let data_parallel_size = (world_size / model_parallel).max(1);
     if hw.node_rank >= hw.nnodes {
-        err("hardware.node_rank", "value", format!("node_rank {} is not below nnodes {}", hw.node_rank, hw.nnodes),
-            format!("node ranks run from 0 to {}", hw.nnodes.saturating_sub(1)));
+        err(
+            "hardware.node_rank",
+            "value",
+            format!(
+                "node_rank {} is not below nnodes {}",
+                hw.node_rank, hw.nnodes
+            ),
+            format!("node ranks run from 0 to {}", hw.nnodes.saturating_sub(1)),
+        );
     }
 
     // --- batch arithmetic (Megatron's rule, with layer precedence when both are given)
     let per_step = u64::from(train.per_device_batch_size) * u64::from(data_parallel_size);
-    let (grad_accum_steps, global_batch_size) = match (train.grad_accum_steps, train.global_batch_size) {
+    let (grad_accum_steps, global_batch_size) = match (
+        train.grad_accum_steps,
+        train.global_batch_size,
+    ) {
         (None, None) => (1, per_step),
         (Some(a), None) => (a, per_step * u64::from(a)),
         (accum, Some(g)) => {
@@ -85,9 +111,18 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
             let derive_accum = accum.is_none() || global_rank > accum_rank;
             if derive_accum {
                 if per_step == 0 || g % per_step != 0 {
-                    err("train.global_batch_size", "batch-arithmetic",
-                        format!("global_batch_size {g} is not a multiple of per_device_batch_size {} × data-parallel size {data_parallel_size} = {per_step}", train.per_device_batch_size),
-                        format!("pick a global batch that is a multiple of {per_step} (e.g. {}), or change per_device_batch_size", (g / per_step.max(1)).max(1) * per_step));
+                    err(
+                        "train.global_batch_size",
+                        "batch-arithmetic",
+                        format!(
+                            "global_batch_size {g} is not a multiple of per_device_batch_size {} × data-parallel size {data_parallel_size} = {per_step}",
+                            train.per_device_batch_size
+                        ),
+                        format!(
+                            "pick a global batch that is a multiple of {per_step} (e.g. {}), or change per_device_batch_size",
+                            (g / per_step.max(1)).max(1) * per_step
+                        ),
+                    );
                     (1, g)
                 } else {
                     (u32::try_from(g / per_step).unwrap_or(u32::MAX), g)
@@ -113,8 +148,12 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
             None
         }
         (None, None) => {
-            err("optimizer", "lr", "no learning rate: set optimizer.lr or optimizer.base_lr".into(),
-                "e.g. `optimizer: {lr: 2.0e-5}`, or MAE's `optimizer: {base_lr: 1.5e-4}`".into());
+            err(
+                "optimizer",
+                "lr",
+                "no learning rate: set optimizer.lr or optimizer.base_lr".into(),
+                "e.g. `optimizer: {lr: 2.0e-5}`, or MAE's `optimizer: {base_lr: 1.5e-4}`".into(),
+            );
             None
         }
         (Some(lr), None) => Some(lr),
@@ -122,8 +161,12 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
     };
     if let Some(lr) = lr {
         if opt.min_lr > lr {
-            err("optimizer.min_lr", "lr", format!("min_lr {} is above the peak learning rate {lr}", opt.min_lr),
-                "min_lr is the floor the schedule decays to; make it smaller than lr".into());
+            err(
+                "optimizer.min_lr",
+                "lr",
+                format!("min_lr {} is above the peak learning rate {lr}", opt.min_lr),
+                "min_lr is the floor the schedule decays to; make it smaller than lr".into(),
+            );
         }
     }
 
@@ -137,8 +180,12 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
     ];
     let given: Vec<&str> = warmups.iter().filter(|w| w.1).map(|w| w.0).collect();
     if given.len() > 1 {
-        err(given[1], "warmup", format!("warmup is given twice: {}", given.join(" and ")),
-            "keep one of warmup_steps, warmup_epochs and warmup_ratio".into());
+        err(
+            given[1],
+            "warmup",
+            format!("warmup is given twice: {}", given.join(" and ")),
+            "keep one of warmup_steps, warmup_epochs and warmup_ratio".into(),
+        );
     }
     let warmup_steps = match (sched.warmup_steps, sched.warmup_ratio, sched.warmup_epochs) {
         (Some(w), ..) => Some(w),
@@ -148,25 +195,49 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
     };
     if let (Some(w), Some(t)) = (warmup_steps, total_steps) {
         if w >= t && w > 0 {
-            err("scheduler.warmup_steps", "warmup", format!("warmup ({w} steps) is not shorter than training ({t} steps)"),
-                "shorten the warmup or train longer".into());
+            err(
+                "scheduler.warmup_steps",
+                "warmup",
+                format!("warmup ({w} steps) is not shorter than training ({t} steps)"),
+                "shorten the warmup or train longer".into(),
+            );
         }
     }
     if let (Some(we), None) = (sched.warmup_epochs, train.max_steps) {
         if we >= f64::from(train.epochs) && we > 0.0 {
-            err("scheduler.warmup_epochs", "warmup",
-                format!("warmup ({we} epochs) is not shorter than training ({} epochs)", train.epochs),
-                "shorten the warmup or train more epochs".into());
+            err(
+                "scheduler.warmup_epochs",
+                "warmup",
+                format!(
+                    "warmup ({we} epochs) is not shorter than training ({} epochs)",
+                    train.epochs
+                ),
+                "shorten the warmup or train more epochs".into(),
+            );
         }
     }
     if train.max_steps.is_none() && train.start_epoch >= train.epochs {
-        err("train.start_epoch", "value", format!("start_epoch {} leaves nothing to train (epochs: {})", train.start_epoch, train.epochs),
-            "start_epoch counts from 0 and must be below epochs".into());
+        err(
+            "train.start_epoch",
+            "value",
+            format!(
+                "start_epoch {} leaves nothing to train (epochs: {})",
+                train.start_epoch, train.epochs
+            ),
+            "start_epoch counts from 0 and must be below epochs".into(),
+        );
     }
     if sched.decay_fraction.is_some() && sched.style != SchedulerStyle::Wsd {
-        diags.push(layers.diag_at("scheduler.decay_fraction",
-            Diagnostic::warning("unused", "scheduler.decay_fraction only applies to style `wsd`; it is ignored")
-                .help("remove it, or set scheduler.style: wsd")));
+        diags.push(
+            layers.diag_at(
+                "scheduler.decay_fraction",
+                Diagnostic::warning(
+                    "unused",
+                    "scheduler.decay_fraction only applies to style `wsd`; it is ignored",
+                )
+                .help("remove it, or set scheduler.style: wsd"),
+            ),
+        );
     }
 
     // --- job-specific sizes
@@ -174,14 +245,30 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
 
     // --- backend, device, precision
     let dist_backend = (world_size > 1).then(|| {
-        hw.dist_backend.unwrap_or(if hw.device.is_cuda() { DistBackend::Nccl } else { DistBackend::Gloo })
+        hw.dist_backend.unwrap_or(if hw.device.is_cuda() {
+            DistBackend::Nccl
+        } else {
+            DistBackend::Gloo
+        })
     });
     hardware_checks(exp, layers, world_size, dist_backend, &mut diags);
 
     // --- paths
     let output_dir = fill(&exp.output_dir, exp, None);
-    check_placeholders("output_dir", &exp.output_dir, &["name", "job", "timestamp"], layers, &mut diags);
-    check_placeholders("logging.dir", &exp.logging.dir, &["output_dir", "name", "job", "timestamp"], layers, &mut diags);
+    check_placeholders(
+        "output_dir",
+        &exp.output_dir,
+        &["name", "job", "timestamp"],
+        layers,
+        &mut diags,
+    );
+    check_placeholders(
+        "logging.dir",
+        &exp.logging.dir,
+        &["output_dir", "name", "job", "timestamp"],
+        layers,
+        &mut diags,
+    );
     let logging_dir = fill(&exp.logging.dir, exp, Some(&output_dir));
 
     let derived = Derived {
@@ -192,7 +279,10 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
         lr,
         total_steps,
         warmup_steps,
-        eval_per_device_batch_size: exp.eval.per_device_batch_size.unwrap_or(train.per_device_batch_size),
+        eval_per_device_batch_size: exp
+            .eval
+            .per_device_batch_size
+            .unwrap_or(train.per_device_batch_size),
         dist_backend,
         output_dir,
         logging_dir,
@@ -210,40 +300,91 @@ fn job_checks(exp: &Experiment, layers: &Layers, diags: &mut Vec<Diagnostic>) ->
         (ModelConfig::Mae(m), DataConfig::Mae(d)) => {
             let dims = m.dims();
             if !divides(d.input_size, dims.patch_size) {
-                err("data.input_size", format!("input_size {} is not a multiple of the patch size {}", d.input_size, dims.patch_size),
-                    format!("use a multiple of {} (e.g. {})", dims.patch_size, (d.input_size / dims.patch_size).max(1) * dims.patch_size));
+                err(
+                    "data.input_size",
+                    format!(
+                        "input_size {} is not a multiple of the patch size {}",
+                        d.input_size, dims.patch_size
+                    ),
+                    format!(
+                        "use a multiple of {} (e.g. {})",
+                        dims.patch_size,
+                        (d.input_size / dims.patch_size).max(1) * dims.patch_size
+                    ),
+                );
             }
             if !divides(dims.embed_dim, dims.num_heads) {
-                err("model.num_heads", format!("num_heads {} does not divide embed_dim {}", dims.num_heads, dims.embed_dim),
-                    "choose heads that divide the width".into());
+                err(
+                    "model.num_heads",
+                    format!(
+                        "num_heads {} does not divide embed_dim {}",
+                        dims.num_heads, dims.embed_dim
+                    ),
+                    "choose heads that divide the width".into(),
+                );
             }
             if !divides(dims.decoder_embed_dim, dims.decoder_num_heads) {
-                err("model.decoder_num_heads", format!("decoder_num_heads {} does not divide decoder_embed_dim {}", dims.decoder_num_heads, dims.decoder_embed_dim),
-                    "choose heads that divide the decoder width".into());
+                err(
+                    "model.decoder_num_heads",
+                    format!(
+                        "decoder_num_heads {} does not divide decoder_embed_dim {}",
+                        dims.decoder_num_heads, dims.decoder_embed_dim
+                    ),
+                    "choose heads that divide the decoder width".into(),
+                );
             }
             let patches = (d.input_size / dims.patch_size.max(1)).pow(2);
             let visible = ((1.0 - m.mask_ratio) * f64::from(patches)) as u64;
             if patches > 0 && visible == 0 {
-                err("model.mask_ratio", format!("mask_ratio {} leaves no visible patch out of {patches}", m.mask_ratio),
-                    "lower mask_ratio or use smaller patches".into());
+                err(
+                    "model.mask_ratio",
+                    format!(
+                        "mask_ratio {} leaves no visible patch out of {patches}",
+                        m.mask_ratio
+                    ),
+                    "lower mask_ratio or use smaller patches".into(),
+                );
             }
             serde_json::to_value(dims).unwrap_or_default()
         }
         (ModelConfig::TextClassification(m), DataConfig::TextClassification(d)) => {
             let dims = m.dims();
             if !divides(dims.hidden_size, dims.num_heads) {
-                err("model.num_heads", format!("num_heads {} does not divide hidden_size {}", dims.num_heads, dims.hidden_size),
-                    "choose heads that divide the width".into());
+                err(
+                    "model.num_heads",
+                    format!(
+                        "num_heads {} does not divide hidden_size {}",
+                        dims.num_heads, dims.hidden_size
+                    ),
+                    "choose heads that divide the width".into(),
+                );
             }
             if d.max_seq_length > dims.max_position_embeddings {
-                err("data.max_seq_length", format!("max_seq_length {} exceeds max_position_embeddings {}", d.max_seq_length, dims.max_position_embeddings),
-                    "shorten max_seq_length or raise model.max_position_embeddings".into());
+                err(
+                    "data.max_seq_length",
+                    format!(
+                        "max_seq_length {} exceeds max_position_embeddings {}",
+                        d.max_seq_length, dims.max_position_embeddings
+                    ),
+                    "shorten max_seq_length or raise model.max_position_embeddings".into(),
+                );
             }
             let task_labels = d.task.num_labels();
             let num_labels = m.num_labels.unwrap_or(task_labels);
             if num_labels != task_labels {
-                err("model.num_labels", format!("task `{}` has {task_labels} labels but model.num_labels is {num_labels}", serde_json::to_value(d.task).unwrap_or_default().as_str().unwrap_or("?")),
-                    format!("remove model.num_labels (it defaults to the task's) or set it to {task_labels}"));
+                err(
+                    "model.num_labels",
+                    format!(
+                        "task `{}` has {task_labels} labels but model.num_labels is {num_labels}",
+                        serde_json::to_value(d.task)
+                            .unwrap_or_default()
+                            .as_str()
+                            .unwrap_or("?")
+                    ),
+                    format!(
+                        "remove model.num_labels (it defaults to the task's) or set it to {task_labels}"
+                    ),
+                );
             }
             let mut v = serde_json::to_value(dims).unwrap_or_default();
             v["num_labels"] = num_labels.into();
@@ -251,21 +392,47 @@ fn job_checks(exp: &Experiment, layers: &Layers, diags: &mut Vec<Diagnostic>) ->
         }
         (ModelConfig::CausalVae(m), DataConfig::CausalVae(d)) => {
             let dims = m.dims();
-            for (key, v) in [("model.temporal_compression", dims.temporal_compression), ("model.spatial_compression", dims.spatial_compression)] {
+            for (key, v) in [
+                ("model.temporal_compression", dims.temporal_compression),
+                ("model.spatial_compression", dims.spatial_compression),
+            ] {
                 if !v.is_power_of_two() {
-                    err(key, format!("{} is not a power of two", v), "each stage halves the size: use 1, 2, 4, 8…".into());
+                    err(
+                        key,
+                        format!("{} is not a power of two", v),
+                        "each stage halves the size: use 1, 2, 4, 8…".into(),
+                    );
                 }
             }
             if !divides(d.resolution, dims.spatial_compression) {
-                err("data.resolution", format!("resolution {} is not a multiple of spatial_compression {}", d.resolution, dims.spatial_compression),
-                    format!("use a multiple of {} (e.g. {})", dims.spatial_compression, (d.resolution / dims.spatial_compression.max(1)).max(1) * dims.spatial_compression));
+                err(
+                    "data.resolution",
+                    format!(
+                        "resolution {} is not a multiple of spatial_compression {}",
+                        d.resolution, dims.spatial_compression
+                    ),
+                    format!(
+                        "use a multiple of {} (e.g. {})",
+                        dims.spatial_compression,
+                        (d.resolution / dims.spatial_compression.max(1)).max(1)
+                            * dims.spatial_compression
+                    ),
+                );
             }
-            if dims.temporal_compression > 0 && (d.num_frames.saturating_sub(1)) % dims.temporal_compression != 0 {
+            if dims.temporal_compression > 0
+                && (d.num_frames.saturating_sub(1)) % dims.temporal_compression != 0
+            {
                 let t = dims.temporal_compression;
                 let lower = 1 + (d.num_frames.saturating_sub(1) / t) * t;
                 let higher = lower + t;
-                err("data.num_frames", format!("num_frames {} is not 1 + a multiple of temporal_compression {t}: the causal VAE encodes the first frame alone and the rest in groups of {t}", d.num_frames),
-                    format!("use {lower} or {higher}"));
+                err(
+                    "data.num_frames",
+                    format!(
+                        "num_frames {} is not 1 + a multiple of temporal_compression {t}: the causal VAE encodes the first frame alone and the rest in groups of {t}",
+                        d.num_frames
+                    ),
+                    format!("use {lower} or {higher}"),
+                );
             }
             serde_json::to_value(dims).unwrap_or_default()
         }
@@ -274,7 +441,13 @@ fn job_checks(exp: &Experiment, layers: &Layers, diags: &mut Vec<Diagnostic>) ->
     }
 }
 
-fn hardware_checks(exp: &Experiment, layers: &Layers, world_size: u32, dist: Option<DistBackend>, diags: &mut Vec<Diagnostic>) {
+fn hardware_checks(
+    exp: &Experiment,
+    layers: &Layers,
+    world_size: u32,
+    dist: Option<DistBackend>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let hw = &exp.hardware;
     let mut errors = Vec::new();
     let mut err = |key: &str, code: &'static str, msg: String, help: String| {
@@ -316,16 +489,30 @@ fn hardware_checks(exp: &Experiment, layers: &Layers, world_size: u32, dist: Opt
     if dtype != Dtype::Fp32 {
         let why = match (hw.backend, hw.device) {
             (_, Device::Tpu) => None,
-            (Backend::Flex, _) => Some("the embedded flex backend computes in fp32 only".to_string()),
-            (Backend::Tch, d) if !d.is_cuda() => Some(format!("mixed precision needs a CUDA device; on `{d}` libtorch runs {} at a fraction of fp32 speed", dtype.as_str())),
+            (Backend::Flex, _) => {
+                Some("the embedded flex backend computes in fp32 only".to_string())
+            }
+            (Backend::Tch, d) if !d.is_cuda() => Some(format!(
+                "mixed precision needs a CUDA device; on `{d}` libtorch runs {} at a fraction of fp32 speed",
+                dtype.as_str()
+            )),
             _ => None,
         };
         if let Some(why) = why {
-            err("precision.dtype", "precision", format!("precision.dtype `{}` cannot run here: {why}", dtype.as_str()),
-                "use precision.dtype: fp32, or a CUDA profile (e.g. --profile 1xA100)".into());
+            err(
+                "precision.dtype",
+                "precision",
+                format!(
+                    "precision.dtype `{}` cannot run here: {why}",
+                    dtype.as_str()
+                ),
+                "use precision.dtype: fp32, or a CUDA profile (e.g. --profile 1xA100)".into(),
+            );
         }
     }
-    if dtype != Dtype::Fp16 && layers.origin_of("precision.init_loss_scale").is_some() {
+    if dtype != Dtype::Fp16
+        && exp.precision.init_loss_scale != PrecisionConfig::default().init_loss_scale
+    {
         diags.push(layers.diag_at("precision.init_loss_scale", Diagnostic::warning(
             "unused", format!("precision.init_loss_scale only applies to fp16; with `{}` it is ignored", dtype.as_str()))
             .help("bf16 and fp32 need no loss scaling; remove the key or use precision.dtype: fp16")));
@@ -335,25 +522,61 @@ fn hardware_checks(exp: &Experiment, layers: &Layers, world_size: u32, dist: Opt
 
 /// Fills `{name}`, `{job}`, `{output_dir}` (and leaves `{timestamp}` for run time).
 pub fn fill(template: &str, exp: &Experiment, output_dir: Option<&str>) -> String {
-    let mut s = template.replace("{name}", &exp.name).replace("{job}", exp.job.as_str());
+    let mut s = template
+        .replace("{name}", &exp.name)
+        .replace("{job}", exp.job.as_str());
     if let Some(out) = output_dir {
         s = s.replace("{output_dir}", out);
     }
     s
 }
 
-fn check_placeholders(key: &str, template: &str, allowed: &[&str], layers: &Layers, diags: &mut Vec<Diagnostic>) {
+fn check_placeholders(
+    key: &str,
+    template: &str,
+    allowed: &[&str],
+    layers: &Layers,
+    diags: &mut Vec<Diagnostic>,
+) {
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         let Some(len) = rest[start..].find('}') else {
-            diags.push(layers.diag_at(key, Diagnostic::error("value", format!("`{key}` has an unclosed `{{`"))
-                .help(format!("placeholders are {}", allowed.iter().map(|a| format!("{{{a}}}")).collect::<Vec<_>>().join(", ")))));
+            diags.push(
+                layers.diag_at(
+                    key,
+                    Diagnostic::error("value", format!("`{key}` has an unclosed `{{`")).help(
+                        format!(
+                            "placeholders are {}",
+                            allowed
+                                .iter()
+                                .map(|a| format!("{{{a}}}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
+                ),
+            );
             return;
         };
         let name = &rest[start + 1..start + len];
         if !allowed.contains(&name) {
-            diags.push(layers.diag_at(key, Diagnostic::error("value", format!("`{key}` uses the unknown placeholder `{{{name}}}`"))
-                .help(format!("placeholders are {}", allowed.iter().map(|a| format!("{{{a}}}")).collect::<Vec<_>>().join(", ")))));
+            diags.push(
+                layers.diag_at(
+                    key,
+                    Diagnostic::error(
+                        "value",
+                        format!("`{key}` uses the unknown placeholder `{{{name}}}`"),
+                    )
+                    .help(format!(
+                        "placeholders are {}",
+                        allowed
+                            .iter()
+                            .map(|a| format!("{{{a}}}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                ),
+            );
         }
         rest = &rest[start + len + 1..];
     }

@@ -11,7 +11,11 @@ pub enum Origin {
     /// Computed from other values (`derived:` in `runner show`).
     Derived,
     /// A YAML/TOML file: the experiment or a profile. `pos` is 1-based line and column.
-    File { role: FileRole, path: PathBuf, pos: Option<(usize, usize)> },
+    File {
+        role: FileRole,
+        path: PathBuf,
+        pos: Option<(usize, usize)>,
+    },
     /// A `RUNNER_…` environment variable.
     Env { var: String },
     /// A command-line flag (`--set k=v`, `k=v`, `--seed`, `--output-dir`, `--profile`).
@@ -93,7 +97,10 @@ impl Diagnostic {
     }
 
     pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Self::error(code, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Self::error(code, message)
+        }
     }
 
     pub fn key(mut self, key: impl Into<String>) -> Self {
@@ -126,9 +133,19 @@ impl Diagnostic {
         };
         let _ = write!(out, "{level}[{}]: {}", self.code, self.message);
         if let Some(origin) = &self.origin {
-            let key = self.key.as_deref().map(|k| format!(" (key `{k}`)")).unwrap_or_default();
+            let key = self
+                .key
+                .as_deref()
+                .map(|k| format!(" (key `{k}`)"))
+                .unwrap_or_default();
             let _ = write!(out, "\n  --> {origin}{key}");
-            if let (Some(line), Origin::File { pos: Some((l, c)), .. }) = (&self.snippet, origin) {
+            if let (
+                Some(line),
+                Origin::File {
+                    pos: Some((l, c)), ..
+                },
+            ) = (&self.snippet, origin)
+            {
                 let num = l.to_string();
                 let pad = " ".repeat(num.len());
                 let caret_pad = " ".repeat(c.saturating_sub(1));
@@ -165,7 +182,11 @@ impl Diagnostics {
         self.0.iter().filter(|d| !d.is_error())
     }
     pub fn render(&self) -> String {
-        self.0.iter().map(Diagnostic::render).collect::<Vec<_>>().join("\n\n")
+        self.0
+            .iter()
+            .map(Diagnostic::render)
+            .collect::<Vec<_>>()
+            .join("\n\n")
     }
 }
 

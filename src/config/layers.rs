@@ -20,9 +20,17 @@ const MAX_DEPTH: usize = 32;
 
 #[derive(Debug, Clone)]
 pub enum LayerKind {
-    File { role: FileRole, path: PathBuf, spans: SpanIndex },
-    Env { var: String },
-    Cli { flag: String },
+    File {
+        role: FileRole,
+        path: PathBuf,
+        spans: SpanIndex,
+    },
+    Env {
+        var: String,
+    },
+    Cli {
+        flag: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -34,10 +42,28 @@ pub struct Layer {
 impl Layer {
     /// Parses a YAML or TOML file (chosen by extension).
     pub fn from_file_text(path: &Path, role: FileRole, text: &str) -> Result<Layer, Diagnostic> {
-        let origin = |pos| Origin::File { role: role.clone(), path: path.to_path_buf(), pos };
+        Self::parse_file_text(path, role, text).map_err(|mut d| {
+            if let Some(Origin::File {
+                pos: Some((line, _)),
+                ..
+            }) = &d.origin
+            {
+                d.snippet = text.lines().nth(line.saturating_sub(1)).map(str::to_owned);
+            }
+            d
+        })
+    }
+
+    fn parse_file_text(path: &Path, role: FileRole, text: &str) -> Result<Layer, Diagnostic> {
+        let origin = |pos| Origin::File {
+            role: role.clone(),
+            path: path.to_path_buf(),
+            pos,
+        };
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         let (parsed, spans) = match ext {
-            "yaml" | "yml" => {
+            // JSON is YAML, so `runner show --format json` output can be fed back too.
+            "yaml" | "yml" | "json" => {
                 let parsed = serde_yaml::from_str::<Value>(text).map_err(|e| {
                     let pos = e.location().map(|l| (l.line(), l.column()));
                     let msg = e.to_string();
@@ -47,7 +73,16 @@ impl Layer {
                         .origin(origin(pos))
                         .help("fix the YAML syntax at this position (indentation, `key: value` pairs, quoting)")
                 })?;
-                (parsed, SpanIndex::from_yaml(text))
+                let spans = SpanIndex::from_yaml(text);
+                if let Some((key, pos, first)) = spans.duplicates.first() {
+                    return Err(Diagnostic::error(
+                        "syntax",
+                        format!("duplicate key `{key}` (first set at line {})", first.0),
+                    )
+                    .origin(origin(Some(*pos)))
+                    .help("keep one of them: YAML would silently use the last"));
+                }
+                (parsed, spans)
             }
             "toml" => {
                 let parsed = toml::from_str::<Dict>(text).map_err(|e| {
@@ -61,10 +96,13 @@ impl Layer {
             _ => {
                 return Err(Diagnostic::error(
                     "file",
-                    format!("cannot tell the format of `{}` from its extension", path.display()),
+                    format!(
+                        "cannot tell the format of `{}` from its extension",
+                        path.display()
+                    ),
                 )
                 .origin(origin(None))
-                .help("name it `*.yaml`, `*.yml` or `*.toml`"));
+                .help("name it `*.yaml`, `*.yml`, `*.toml` (or `*.json`)"));
             }
         };
         let dict = match parsed {
@@ -73,13 +111,23 @@ impl Layer {
             other => {
                 return Err(Diagnostic::error(
                     "type",
-                    format!("the top level must be a mapping of keys, found {}", kind_name(&other)),
+                    format!(
+                        "the top level must be a mapping of keys, found {}",
+                        kind_name(&other)
+                    ),
                 )
                 .origin(origin(Some((1, 1))))
                 .help("start the file with `name: …` and `job: …` lines"));
             }
         };
-        Ok(Layer { kind: LayerKind::File { role, path: path.to_path_buf(), spans }, dict })
+        Ok(Layer {
+            kind: LayerKind::File {
+                role,
+                path: path.to_path_buf(),
+                spans,
+            },
+            dict,
+        })
     }
 
     /// Reads and parses a file; a missing or unreadable file is a diagnostic.
@@ -89,12 +137,21 @@ impl Layer {
                 FileRole::Experiment => "experiment file",
                 FileRole::Profile(_) => "profile file",
             };
-            Diagnostic::error("file", format!("cannot read {what} `{}`: {e}", path.display()))
-                .origin(Origin::File { role: role.clone(), path: path.to_path_buf(), pos: None })
-                .help(match e.kind() {
-                    std::io::ErrorKind::NotFound => "check the path (relative paths start at the current directory)",
-                    _ => "check the file's permissions and that it is UTF-8 text",
-                })
+            Diagnostic::error(
+                "file",
+                format!("cannot read {what} `{}`: {e}", path.display()),
+            )
+            .origin(Origin::File {
+                role: role.clone(),
+                path: path.to_path_buf(),
+                pos: None,
+            })
+            .help(match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "check the path (relative paths start at the current directory)"
+                }
+                _ => "check the file's permissions and that it is UTF-8 text",
+            })
         })?;
         Self::from_file_text(path, role, &text)
     }
@@ -108,7 +165,11 @@ impl Layer {
             LayerKind::File { .. } => unreachable!("overrides are env or cli"),
         };
         let segments_ok = !key.is_empty()
-            && key.split('.').all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+            && key.split('.').all(|s| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
         if !segments_ok {
             return Err(Diagnostic::error("override", format!("`{key}` is not a key path"))
                 .origin(origin)
@@ -119,15 +180,19 @@ impl Layer {
                 .origin(origin.clone())
                 .help("values are YAML scalars or flow lists: 3, 1e-4, true, cosine, \"a string\", [0.9, 0.95]")
         })?;
-        let dict = figment::util::nest(key, value).into_dict().expect("nest of a non-empty key is a dict");
+        let dict = figment::util::nest(key, value)
+            .into_dict()
+            .expect("nest of a non-empty key is a dict");
         Ok(Layer { kind, dict })
     }
 
     fn origin(&self, key: &str) -> Origin {
         match &self.kind {
-            LayerKind::File { role, path, spans } => {
-                Origin::File { role: role.clone(), path: path.clone(), pos: spans.find(key) }
-            }
+            LayerKind::File { role, path, spans } => Origin::File {
+                role: role.clone(),
+                path: path.clone(),
+                pos: spans.find(key),
+            },
             LayerKind::Env { var } => Origin::Env { var: var.clone() },
             LayerKind::Cli { flag } => Origin::Cli { flag: flag.clone() },
         }
@@ -156,9 +221,15 @@ pub struct Layers {
 
 impl Layers {
     pub fn new(layers: Vec<Layer>) -> Layers {
-        let figment = layers.iter().enumerate().fold(Figment::new(), |f, (id, layer)| {
-            f.merge(LayerProvider { id, dict: layer.dict.clone() })
-        });
+        let figment = layers
+            .iter()
+            .enumerate()
+            .fold(Figment::new(), |f, (id, layer)| {
+                f.merge(LayerProvider {
+                    id,
+                    dict: layer.dict.clone(),
+                })
+            });
         Layers { layers, figment }
     }
 
@@ -183,8 +254,10 @@ impl Layers {
     pub fn locate(&self, key: &str) -> Origin {
         let mut k = key;
         loop {
-            if let Some(origin) = self.origin_of(k) {
-                return origin;
+            // The layer that set the nearest ancestor; the position of the key itself where
+            // the file has it (figment does not index into lists).
+            if let Some(rank) = self.rank_of(k) {
+                return self.layers[rank].origin(key);
             }
             match k.rfind('.') {
                 Some(i) => k = &k[..i],
@@ -194,9 +267,15 @@ impl Layers {
         self.layers
             .iter()
             .find_map(|l| match &l.kind {
-                LayerKind::File { role: FileRole::Experiment, path, .. } => {
-                    Some(Origin::File { role: FileRole::Experiment, path: path.clone(), pos: None })
-                }
+                LayerKind::File {
+                    role: FileRole::Experiment,
+                    path,
+                    ..
+                } => Some(Origin::File {
+                    role: FileRole::Experiment,
+                    path: path.clone(),
+                    pos: None,
+                }),
                 _ => None,
             })
             .unwrap_or(Origin::Default)
@@ -204,9 +283,18 @@ impl Layers {
 
     /// The source line an origin points at.
     pub fn snippet(&self, origin: &Origin) -> Option<String> {
-        let Origin::File { path, pos: Some((line, _)), .. } = origin else { return None };
+        let Origin::File {
+            path,
+            pos: Some((line, _)),
+            ..
+        } = origin
+        else {
+            return None;
+        };
         self.layers.iter().find_map(|l| match &l.kind {
-            LayerKind::File { path: p, spans, .. } if p == path => spans.line(*line).map(str::to_owned),
+            LayerKind::File { path: p, spans, .. } if p == path => {
+                spans.line(*line).map(str::to_owned)
+            }
             _ => None,
         })
     }
@@ -227,26 +315,50 @@ impl Layers {
         let merged = self.figment.extract::<Dict>().unwrap_or_default();
         let mut problems = Vec::new();
         let json = dict_to_json(&merged, "", 0, &mut problems);
-        let problems: Vec<Diagnostic> = problems.into_iter().map(|(k, d)| self.diag_at(&k, d)).collect();
-        if problems.is_empty() { Ok(json) } else { Err(problems) }
+        let problems: Vec<Diagnostic> = problems
+            .into_iter()
+            .map(|(k, d)| self.diag_at(&k, d))
+            .collect();
+        if problems.is_empty() {
+            Ok(json)
+        } else {
+            Err(problems)
+        }
     }
 }
 
-fn dict_to_json(dict: &Dict, path: &str, depth: usize, problems: &mut Vec<(String, Diagnostic)>) -> Json {
+fn dict_to_json(
+    dict: &Dict,
+    path: &str,
+    depth: usize,
+    problems: &mut Vec<(String, Diagnostic)>,
+) -> Json {
     let mut map = serde_json::Map::new();
     for (k, v) in dict {
-        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        let p = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
         map.insert(k.clone(), value_to_json(v, &p, depth + 1, problems));
     }
     Json::Object(map)
 }
 
-fn value_to_json(v: &Value, path: &str, depth: usize, problems: &mut Vec<(String, Diagnostic)>) -> Json {
+fn value_to_json(
+    v: &Value,
+    path: &str,
+    depth: usize,
+    problems: &mut Vec<(String, Diagnostic)>,
+) -> Json {
     if depth > MAX_DEPTH {
         problems.push((
             path.to_string(),
-            Diagnostic::error("type", format!("value nested deeper than {MAX_DEPTH} levels"))
-                .help("no runner key nests that deep; check the brackets"),
+            Diagnostic::error(
+                "type",
+                format!("value nested deeper than {MAX_DEPTH} levels"),
+            )
+            .help("no runner key nests that deep; check the brackets"),
         ));
         return Json::Null;
     }
@@ -286,8 +398,12 @@ fn num_to_json(n: Num) -> Option<Json> {
         Num::I32(v) => Json::from(v),
         Num::I64(v) => Json::from(v),
         Num::ISize(v) => Json::from(v),
-        Num::U128(v) => u64::try_from(v).map(Json::from).unwrap_or_else(|_| Json::from(v as f64)),
-        Num::I128(v) => i64::try_from(v).map(Json::from).unwrap_or_else(|_| Json::from(v as f64)),
+        Num::U128(v) => u64::try_from(v)
+            .map(Json::from)
+            .unwrap_or_else(|_| Json::from(v as f64)),
+        Num::I128(v) => i64::try_from(v)
+            .map(Json::from)
+            .unwrap_or_else(|_| Json::from(v as f64)),
         Num::F32(v) => serde_json::Number::from_f64(v as f64).map(Json::Number)?,
         Num::F64(v) => serde_json::Number::from_f64(v).map(Json::Number)?,
     };

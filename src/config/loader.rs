@@ -18,7 +18,14 @@ pub const ENV_PREFIX: &str = "RUNNER_";
 /// (`RUNNER_OS`, `RUNNER_TEMP`, `RUNNER_NAME` set by GitHub Actions, `RUNNER_PRESETS`,
 /// `RUNNER_LOG`) are not ours and are ignored; `name` and `job` identify the experiment and
 /// never come from the environment.
-const ENV_TOP_LEVEL_KEYS: &[&str] = &["seed", "output_dir", "resume", "init_from", "description", "profile"];
+const ENV_TOP_LEVEL_KEYS: &[&str] = &[
+    "seed",
+    "output_dir",
+    "resume",
+    "init_from",
+    "description",
+    "profile",
+];
 
 /// What to resolve: the experiment file and everything layered on it.
 #[derive(Debug, Clone, Default)]
@@ -41,7 +48,10 @@ impl Request {
     }
 
     fn env_var(&self, name: &str) -> Option<&str> {
-        self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -53,19 +63,35 @@ pub struct Resolved {
     /// Profiles applied, lowest first.
     pub profiles: Vec<String>,
     pub warnings: Vec<Diagnostic>,
+    /// Keys whose given value a higher layer's value overruled through the batch
+    /// arithmetic; they hold the recomputed value and count as derived.
+    pub superseded: Vec<&'static str>,
 }
 
 impl Resolved {
     /// Who set the leaf `key` (defaults when no layer did).
     pub fn origin_of(&self, key: &str) -> Origin {
+        if self.superseded.contains(&key) {
+            return Origin::Derived;
+        }
         self.layers.origin_of(key).unwrap_or(Origin::Default)
     }
 }
 
 pub fn resolve(req: &Request) -> Result<Resolved, Diagnostics> {
-    let mut diags = Diagnostics::default();
-
     let file = Layer::read_file(&req.experiment, FileRole::Experiment)?;
+    resolve_layer(req, file)
+}
+
+/// [`resolve`] with the experiment's text given rather than read from `req.experiment`
+/// (whose extension still picks the format): for tests and the fuzzer.
+pub fn resolve_text(req: &Request, text: &str) -> Result<Resolved, Diagnostics> {
+    let file = Layer::from_file_text(&req.experiment, FileRole::Experiment, text)?;
+    resolve_layer(req, file)
+}
+
+fn resolve_layer(req: &Request, file: Layer) -> Result<Resolved, Diagnostics> {
+    let mut diags = Diagnostics::default();
     let (overrides, problems) = override_layers(req);
     diags.extend(problems);
 
@@ -87,9 +113,24 @@ pub fn resolve(req: &Request) -> Result<Resolved, Diagnostics> {
     if !req.profiles.is_empty() {
         // Record the command line's profiles in the resolved config, so that feeding
         // `runner show` output back applies the same ones.
-        let list = format!("[{}]", applied.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", "));
-        let flag = req.profiles.iter().map(|p| format!("--profile {p}")).collect::<Vec<_>>().join(" ");
-        layers.push(Layer::from_override("profile", &list, LayerKind::Cli { flag }).map_err(Diagnostics::from)?);
+        let list = format!(
+            "[{}]",
+            applied
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let flag = req
+            .profiles
+            .iter()
+            .map(|p| format!("--profile {p}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        layers.push(
+            Layer::from_override("profile", &list, LayerKind::Cli { flag })
+                .map_err(Diagnostics::from)?,
+        );
     }
     let layers = Layers::new(layers);
 
@@ -105,8 +146,13 @@ pub fn resolve(req: &Request) -> Result<Resolved, Diagnostics> {
         // `derived:` from a fed-back `runner show` is output, not input.
         obj.remove("derived");
     }
-    diags.extend(schema_errors(&merged, &layers));
+    let schema_problems = schema_errors(&merged, &layers);
+    if !schema_problems.is_empty() {
+        diags.extend(cross_checks_despite(&merged, &schema_problems, &layers));
+        diags.extend(schema_problems);
+    }
     if diags.has_errors() {
+        sort_by_position(&mut diags);
         return Err(diags);
     }
     let experiment = match into_experiment(merged, &layers) {
@@ -118,11 +164,21 @@ pub fn resolve(req: &Request) -> Result<Resolved, Diagnostics> {
     };
     let (derived, problems) = derive(&experiment, &layers);
     diags.extend(problems);
+    sort_by_position(&mut diags);
     if diags.has_errors() {
         return Err(diags);
     }
+    let mut experiment = experiment;
+    let superseded = settle_batch_keys(&mut experiment, &derived);
     let warnings = diags.0;
-    Ok(Resolved { experiment, derived, layers, profiles: applied, warnings })
+    Ok(Resolved {
+        experiment,
+        derived,
+        layers,
+        profiles: applied,
+        warnings,
+        superseded,
+    })
 }
 
 /// Environment and command-line layers, lowest first.
@@ -133,7 +189,11 @@ fn override_layers(req: &Request) -> (Vec<Layer>, Vec<Diagnostic>) {
         Ok(l) => layers.push(l),
         Err(d) => problems.push(d),
     };
-    let mut env: Vec<&(String, String)> = req.env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    let mut env: Vec<&(String, String)> = req
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
     env.sort();
     for (var, value) in env {
         let rest = &var[ENV_PREFIX.len()..];
@@ -141,22 +201,43 @@ fn override_layers(req: &Request) -> (Vec<Layer>, Vec<Diagnostic>) {
         if !key.contains('.') && !ENV_TOP_LEVEL_KEYS.contains(&key.as_str()) {
             continue;
         }
-        push(Layer::from_override(&key, value, LayerKind::Env { var: var.clone() }));
+        push(Layer::from_override(
+            &key,
+            value,
+            LayerKind::Env { var: var.clone() },
+        ));
     }
     if let Some(seed) = req.seed {
-        push(Layer::from_override("seed", &seed.to_string(), LayerKind::Cli { flag: format!("--seed {seed}") }));
+        push(Layer::from_override(
+            "seed",
+            &seed.to_string(),
+            LayerKind::Cli {
+                flag: format!("--seed {seed}"),
+            },
+        ));
     }
     if let Some(dir) = &req.output_dir {
         let quoted = serde_json::to_string(dir).expect("strings serialize");
-        push(Layer::from_override("output_dir", &quoted, LayerKind::Cli { flag: format!("--output-dir {dir}") }));
+        push(Layer::from_override(
+            "output_dir",
+            &quoted,
+            LayerKind::Cli {
+                flag: format!("--output-dir {dir}"),
+            },
+        ));
     }
     for o in &req.overrides {
         let flag = format!("--set {o}");
         match o.split_once('=') {
             Some((k, v)) => push(Layer::from_override(k.trim(), v, LayerKind::Cli { flag })),
-            None => push(Err(Diagnostic::error("override", format!("`{o}` is not a `key.path=value` override"))
-                .origin(Origin::Cli { flag })
-                .help("write e.g. `--set train.epochs=1` or `train.epochs=1` after the experiment file"))),
+            None => push(Err(Diagnostic::error(
+                "override",
+                format!("`{o}` is not a `key.path=value` override"),
+            )
+            .origin(Origin::Cli { flag })
+            .help(
+                "write e.g. `--set train.epochs=1` or `train.epochs=1` after the experiment file",
+            ))),
         }
     }
     (layers, problems)
@@ -164,18 +245,33 @@ fn override_layers(req: &Request) -> (Vec<Layer>, Vec<Diagnostic>) {
 
 /// Which profiles apply: the command line's, else the highest layer's `profile` key.
 /// Each comes with the directory relative paths start from.
-fn profile_list(req: &Request, file: &Layer, overrides: &[Layer]) -> (Vec<(String, Option<PathBuf>)>, Option<Origin>) {
+fn profile_list(
+    req: &Request,
+    file: &Layer,
+    overrides: &[Layer],
+) -> (Vec<(String, Option<PathBuf>)>, Option<Origin>) {
     if !req.profiles.is_empty() {
-        let flag = req.profiles.iter().map(|p| format!("--profile {p}")).collect::<Vec<_>>().join(" ");
-        return (req.profiles.iter().map(|p| (p.clone(), None)).collect(), Some(Origin::Cli { flag }));
+        let flag = req
+            .profiles
+            .iter()
+            .map(|p| format!("--profile {p}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        return (
+            req.profiles.iter().map(|p| (p.clone(), None)).collect(),
+            Some(Origin::Cli { flag }),
+        );
     }
     let from_layer = |layer: &Layer| -> Option<Vec<String>> {
         let value = layer.dict.get("profile")?;
         match value {
             figment::value::Value::String(_, s) => Some(vec![s.clone()]),
-            figment::value::Value::Array(_, items) => {
-                Some(items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect())
-            }
+            figment::value::Value::Array(_, items) => Some(
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect(),
+            ),
             _ => None,
         }
     };
@@ -191,13 +287,24 @@ fn profile_list(req: &Request, file: &Layer, overrides: &[Layer]) -> (Vec<(Strin
     }
     if let (Some(list), LayerKind::File { path, spans, role }) = (from_layer(file), &file.kind) {
         let base = path.parent().map(Path::to_path_buf);
-        let origin = Origin::File { role: role.clone(), path: path.clone(), pos: spans.find("profile") };
-        return (list.into_iter().map(|p| (p, base.clone())).collect(), Some(origin));
+        let origin = Origin::File {
+            role: role.clone(),
+            path: path.clone(),
+            pos: spans.find("profile"),
+        };
+        return (
+            list.into_iter().map(|p| (p, base.clone())).collect(),
+            Some(origin),
+        );
     }
     (Vec::new(), None)
 }
 
-fn load_profile(arg: &str, base_dir: Option<&Path>, presets_env: Option<&str>) -> Result<Layer, Diagnostic> {
+fn load_profile(
+    arg: &str,
+    base_dir: Option<&Path>,
+    presets_env: Option<&str>,
+) -> Result<Layer, Diagnostic> {
     let role = FileRole::Profile(arg.to_string());
     let mut layer = if presets::is_path(arg) {
         let path = match base_dir {
@@ -207,18 +314,31 @@ fn load_profile(arg: &str, base_dir: Option<&Path>, presets_env: Option<&str>) -
         Layer::read_file(&path, role)?
     } else {
         let Some(preset) = presets::find(arg, presets_env) else {
-            let available: Vec<String> = presets::all(presets_env).into_iter().map(|p| p.name).collect();
+            let available: Vec<String> = presets::all(presets_env)
+                .into_iter()
+                .map(|p| p.name)
+                .collect();
             let closest = crate::config::suggest::closest_value(arg, &available);
             let mut help = format!("available profiles: {}", available.join(", "));
             if let Some(c) = closest {
                 help = format!("did you mean `{c}`? {help}");
             }
-            return Err(Diagnostic::error("unknown-profile", format!("unknown profile `{arg}`")).help(
-                format!("{help} (see `runner profiles`; a path to a .toml/.yaml file also works)"),
-            ));
+            return Err(
+                Diagnostic::error("unknown-profile", format!("unknown profile `{arg}`")).help(
+                    format!(
+                        "{help} (see `runner profiles`; a path to a .toml/.yaml file also works)"
+                    ),
+                ),
+            );
         };
         let text = preset.read().map_err(|e| {
-            Diagnostic::error("file", format!("cannot read profile `{arg}` ({}): {e}", preset.display_path().display()))
+            Diagnostic::error(
+                "file",
+                format!(
+                    "cannot read profile `{arg}` ({}): {e}",
+                    preset.display_path().display()
+                ),
+            )
         })?;
         Layer::from_file_text(&preset.display_path(), role, &text)?
     };
@@ -237,4 +357,141 @@ fn load_profile(arg: &str, base_dir: Option<&Path>, presets_env: Option<&str>) -
 /// The merged value of a resolved config as JSON (for `show` and the run directory).
 pub fn resolved_json(resolved: &Resolved) -> Json {
     serde_json::to_value(&resolved.experiment).expect("config serializes")
+}
+
+/// Orders diagnostics as a reader meets them: by layer file, then line (stable otherwise).
+fn sort_by_position(diags: &mut Diagnostics) {
+    let key = |d: &Diagnostic| match &d.origin {
+        Some(Origin::File { path, pos, .. }) => {
+            (0, path.display().to_string(), pos.unwrap_or((0, 0)))
+        }
+        Some(Origin::Env { var }) => (1, var.clone(), (0, 0)),
+        Some(Origin::Cli { flag }) => (2, flag.clone(), (0, 0)),
+        _ => (3, String::new(), (0, 0)),
+    };
+    diags.0.sort_by_cached_key(key);
+}
+
+/// The cross-key checks, run on a copy of a value the schema rejected, so that one report
+/// lists every problem. Unknown keys are dropped, invalid values fall back to their
+/// defaults and missing strings get placeholders; checks about a section with such a
+/// stand-in are left out, since they would judge values the user did not write.
+fn cross_checks_despite(
+    merged: &Json,
+    problems: &[Diagnostic],
+    layers: &Layers,
+) -> Vec<Diagnostic> {
+    let mut value = merged.clone();
+    let mut altered_sections: Vec<String> = Vec::new();
+    for d in problems {
+        let Some(key) = &d.key else { continue };
+        let section = key.split('.').next().unwrap_or_default().to_string();
+        match d.code {
+            "unknown-key" => remove_path(&mut value, key),
+            "missing-key" => {
+                if key == "job" {
+                    return Vec::new();
+                }
+                set_path(&mut value, key, Json::String("x".into()));
+                altered_sections.push(section);
+            }
+            _ => {
+                remove_path(&mut value, key);
+                altered_sections.push(section);
+            }
+        }
+    }
+    // An invalid required value (a malformed `name`) is now missing: give it a placeholder.
+    for d in schema_errors(&value, layers) {
+        match (d.code, &d.key) {
+            ("missing-key", Some(key)) if key != "job" => {
+                set_path(&mut value, key, Json::String("x".into()))
+            }
+            _ => return Vec::new(),
+        }
+    }
+    let Ok(experiment) = into_experiment(value, layers) else {
+        return Vec::new();
+    };
+    let (_, found) = derive(&experiment, layers);
+    found
+        .into_iter()
+        .filter(|d| {
+            let section = d
+                .key
+                .as_deref()
+                .unwrap_or_default()
+                .split('.')
+                .next()
+                .unwrap_or_default();
+            !altered_sections.iter().any(|s| s == section)
+        })
+        .collect()
+}
+
+fn remove_path(value: &mut Json, key: &str) {
+    let mut segments: Vec<&str> = key.split('.').collect();
+    // Inside a list, drop the whole list.
+    let mut cur = &*value;
+    for (i, seg) in segments.iter().enumerate() {
+        match cur.get(*seg) {
+            Some(Json::Array(_)) => {
+                segments.truncate(i + 1);
+                break;
+            }
+            Some(next) => cur = next,
+            None => break,
+        }
+    }
+    let (last, parents) = segments.split_last().expect("split yields one segment");
+    let mut cur = value;
+    for seg in parents {
+        match cur.get_mut(*seg) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+    if let Some(obj) = cur.as_object_mut() {
+        obj.remove(*last);
+    }
+}
+
+fn set_path(value: &mut Json, key: &str, leaf: Json) {
+    let segments: Vec<&str> = key.split('.').collect();
+    let (last, parents) = segments.split_last().expect("split yields one segment");
+    let mut cur = value;
+    for seg in parents {
+        let Some(obj) = cur.as_object_mut() else {
+            return;
+        };
+        cur = obj
+            .entry(seg.to_string())
+            .or_insert_with(|| Json::Object(Default::default()));
+    }
+    if let Some(obj) = cur.as_object_mut() {
+        obj.insert(last.to_string(), leaf);
+    }
+}
+
+/// Writes the effective accumulation / global batch back where a given value was overruled
+/// (a profile's `grad_accum_steps` under the experiment's `global_batch_size`), so that the
+/// printed config states what runs and resolves to the same thing when fed back.
+fn settle_batch_keys(exp: &mut Experiment, derived: &Derived) -> Vec<&'static str> {
+    let mut superseded = Vec::new();
+    let train = &mut exp.train;
+    if train
+        .grad_accum_steps
+        .is_some_and(|a| a != derived.grad_accum_steps)
+    {
+        train.grad_accum_steps = Some(derived.grad_accum_steps);
+        superseded.push("train.grad_accum_steps");
+    }
+    if train
+        .global_batch_size
+        .is_some_and(|g| g != derived.global_batch_size)
+    {
+        train.global_batch_size = Some(derived.global_batch_size);
+        superseded.push("train.global_batch_size");
+    }
+    superseded
 }

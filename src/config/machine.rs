@@ -18,11 +18,13 @@ pub fn machine_checks(exp: &Experiment, layers: &Layers) -> Vec<Diagnostic> {
     let mut need = |key: &str, path: &str, what: &str| {
         let p = Path::new(path);
         if !p.exists() {
-            out.push(layers.diag_at(
-                key,
-                Diagnostic::error("missing-path", format!("{what} `{path}` does not exist"))
-                    .help("check the path; relative paths start at the current directory"),
-            ));
+            out.push(
+                layers.diag_at(
+                    key,
+                    Diagnostic::error("missing-path", format!("{what} `{path}` does not exist"))
+                        .help("check the path; relative paths start at the current directory"),
+                ),
+            );
         }
     };
     match &exp.data {

@@ -21,4 +21,4 @@ pub mod types;
 pub mod validate;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Origin};
-pub use loader::{Request, Resolved, resolve};
+pub use loader::{Request, Resolved, resolve, resolve_text};

@@ -59,7 +59,10 @@ impl Preset {
 
 /// Whether a `--profile` argument names a file rather than a preset.
 pub fn is_path(arg: &str) -> bool {
-    arg.contains('/') || [".toml", ".yaml", ".yml"].iter().any(|ext| arg.ends_with(ext))
+    arg.contains('/')
+        || [".toml", ".yaml", ".yml"]
+            .iter()
+            .any(|ext| arg.ends_with(ext))
 }
 
 fn search_dirs(presets_env: Option<&str>) -> Vec<PathBuf> {
@@ -71,20 +74,29 @@ fn search_dirs(presets_env: Option<&str>) -> Vec<PathBuf> {
 }
 
 fn find_in_dir(dir: &Path, name: &str) -> Option<PathBuf> {
-    ["toml", "yaml", "yml"].iter().map(|ext| dir.join(format!("{name}.{ext}"))).find(|p| p.is_file())
+    ["toml", "yaml", "yml"]
+        .iter()
+        .map(|ext| dir.join(format!("{name}.{ext}")))
+        .find(|p| p.is_file())
 }
 
 /// Looks a preset up by name.
 pub fn find(name: &str, presets_env: Option<&str>) -> Option<Preset> {
     for dir in search_dirs(presets_env) {
         if let Some(path) = find_in_dir(&dir, name) {
-            return Some(Preset { name: name.into(), source: PresetSource::File(path) });
+            return Some(Preset {
+                name: name.into(),
+                source: PresetSource::File(path),
+            });
         }
     }
     BUILTIN
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|(n, text)| Preset { name: (*n).into(), source: PresetSource::Builtin(text) })
+        .map(|(n, text)| Preset {
+            name: (*n).into(),
+            source: PresetSource::Builtin(text),
+        })
 }
 
 /// Every preset visible from here, first occurrence of each name winning, sorted by name.
@@ -96,18 +108,29 @@ pub fn all(presets_env: Option<&str>) -> Vec<Preset> {
         }
     };
     for dir in search_dirs(presets_env) {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
         for path in paths {
-            let is_config = matches!(path.extension().and_then(|e| e.to_str()), Some("toml" | "yaml" | "yml"));
+            let is_config = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("toml" | "yaml" | "yml")
+            );
             if let (true, Some(stem)) = (is_config, path.file_stem().and_then(|s| s.to_str())) {
-                push(Preset { name: stem.into(), source: PresetSource::File(path.clone()) });
+                push(Preset {
+                    name: stem.into(),
+                    source: PresetSource::File(path.clone()),
+                });
             }
         }
     }
     for (name, text) in BUILTIN {
-        push(Preset { name: (*name).into(), source: PresetSource::Builtin(text) });
+        push(Preset {
+            name: (*name).into(),
+            source: PresetSource::Builtin(text),
+        });
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     found
@@ -122,7 +145,14 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets");
         let mut on_disk: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
-            .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .file_stem()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         on_disk.sort();
         let mut builtin: Vec<String> = BUILTIN.iter().map(|(n, _)| n.to_string()).collect();
@@ -133,7 +163,11 @@ mod tests {
     #[test]
     fn every_builtin_has_a_description() {
         for p in all(None) {
-            assert!(p.description().is_some_and(|d| !d.is_empty()), "{} has no description", p.name);
+            assert!(
+                p.description().is_some_and(|d| !d.is_empty()),
+                "{} has no description",
+                p.name
+            );
         }
     }
 

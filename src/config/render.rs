@@ -19,7 +19,9 @@ pub enum Format {
 pub fn full_value(resolved: &Resolved) -> Json {
     let mut v = resolved_json(resolved);
     let derived = serde_json::to_value(&resolved.derived).expect("derived serializes");
-    v.as_object_mut().expect("config is an object").insert("derived".into(), derived);
+    v.as_object_mut()
+        .expect("config is an object")
+        .insert("derived".into(), derived);
     v
 }
 
@@ -39,8 +41,13 @@ pub fn render(resolved: &Resolved, format: Format, explain: bool) -> String {
             yaml_explained(&value, "", 0, &origin, &mut out);
             out
         }
-        (Format::Toml, explain) => toml_text(&value, explain.then_some(&origin as &dyn Fn(&str) -> String)),
-        (Format::Json, false) => serde_json::to_string_pretty(&value).expect("json serializes") + "\n",
+        (Format::Toml, explain) => toml_text(
+            &value,
+            explain.then_some(&origin as &dyn Fn(&str) -> String),
+        ),
+        (Format::Json, false) => {
+            serde_json::to_string_pretty(&value).expect("json serializes") + "\n"
+        }
         (Format::Json, true) => {
             let mut sources = serde_json::Map::new();
             leaves(&value, "", &mut |k, _| {
@@ -57,7 +64,11 @@ pub fn leaves(v: &Json, path: &str, f: &mut dyn FnMut(&str, &Json)) {
     match v {
         Json::Object(map) if !map.is_empty() => {
             for (k, child) in map {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 leaves(child, &p, f);
             }
         }
@@ -67,18 +78,34 @@ pub fn leaves(v: &Json, path: &str, f: &mut dyn FnMut(&str, &Json)) {
 
 fn yaml_scalar(v: &Json) -> String {
     match v {
-        Json::Array(items) => format!("[{}]", items.iter().map(yaml_scalar).collect::<Vec<_>>().join(", ")),
+        Json::Array(items) => format!(
+            "[{}]",
+            items.iter().map(yaml_scalar).collect::<Vec<_>>().join(", ")
+        ),
         Json::Object(map) if map.is_empty() => "{}".into(),
-        _ => serde_yaml::to_string(v).expect("yaml serializes").trim_end().to_string(),
+        _ => serde_yaml::to_string(v)
+            .expect("yaml serializes")
+            .trim_end()
+            .to_string(),
     }
 }
 
 const COMMENT_COLUMN: usize = 44;
 
-fn yaml_explained(v: &Json, path: &str, indent: usize, origin: &dyn Fn(&str) -> String, out: &mut String) {
+fn yaml_explained(
+    v: &Json,
+    path: &str,
+    indent: usize,
+    origin: &dyn Fn(&str) -> String,
+    out: &mut String,
+) {
     let Json::Object(map) = v else { return };
     for (k, child) in map {
-        let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        let p = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
         let pad = "  ".repeat(indent);
         match child {
             Json::Object(m) if !m.is_empty() => {
@@ -95,7 +122,10 @@ fn yaml_explained(v: &Json, path: &str, indent: usize, origin: &dyn Fn(&str) -> 
 
 fn toml_scalar(v: &Json) -> String {
     match v {
-        Json::Array(items) => format!("[{}]", items.iter().map(toml_scalar).collect::<Vec<_>>().join(", ")),
+        Json::Array(items) => format!(
+            "[{}]",
+            items.iter().map(toml_scalar).collect::<Vec<_>>().join(", ")
+        ),
         Json::String(s) => toml::Value::String(s.clone()).to_string(),
         Json::Bool(b) => b.to_string(),
         Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
@@ -115,7 +145,11 @@ fn toml_text(v: &Json, origin: Option<&dyn Fn(&str) -> String>) -> String {
         let Json::Object(map) = v else { return };
         let is_table = |c: &Json| matches!(c, Json::Object(m) if !m.is_empty());
         for (k, child) in map.iter().filter(|(_, c)| !is_table(c)) {
-            let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             let line = format!("{} = {}", toml_key(k), toml_scalar(child));
             match origin {
                 Some(o) => {
@@ -127,7 +161,11 @@ fn toml_text(v: &Json, origin: Option<&dyn Fn(&str) -> String>) -> String {
             }
         }
         for (k, child) in map.iter().filter(|(_, c)| is_table(c)) {
-            let p = if path.is_empty() { toml_key(k) } else { format!("{path}.{}", toml_key(k)) };
+            let p = if path.is_empty() {
+                toml_key(k)
+            } else {
+                format!("{path}.{}", toml_key(k))
+            };
             let _ = writeln!(out, "\n[{p}]");
             table(child, &p, origin, out);
         }
@@ -138,7 +176,10 @@ fn toml_text(v: &Json, origin: Option<&dyn Fn(&str) -> String>) -> String {
 }
 
 fn toml_key(k: &str) -> String {
-    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         k.to_string()
     } else {
         toml::Value::String(k.to_string()).to_string()

@@ -24,8 +24,13 @@ fn settings() -> SchemaSettings {
 
 /// The experiment schema.
 pub fn experiment_schema() -> Schema {
-    let mut schema = settings().into_generator().into_root_schema_for::<Experiment>();
-    schema.insert("$id".into(), "https://runner.invalid/schema/runner.schema.json".into());
+    let mut schema = settings()
+        .into_generator()
+        .into_root_schema_for::<Experiment>();
+    schema.insert(
+        "$id".into(),
+        "https://runner.invalid/schema/runner.schema.json".into(),
+    );
     schema
 }
 
@@ -34,7 +39,10 @@ pub fn profile_schema() -> Schema {
     let mut schema = experiment_schema();
     let obj = schema.as_object_mut().expect("root schema is an object");
     obj.remove("required");
-    obj.insert("$id".into(), "https://runner.invalid/schema/profile.schema.json".into());
+    obj.insert(
+        "$id".into(),
+        "https://runner.invalid/schema/profile.schema.json".into(),
+    );
     obj.insert("title".into(), "runner profile".into());
     obj.insert(
         "description".into(),
@@ -86,7 +94,9 @@ mod tests {
     #[test]
     fn job_branches_point_at_existing_definitions() {
         let schema = experiment_schema().to_value();
-        let defs = schema.get("definitions").expect("draft-07 uses `definitions`");
+        let defs = schema
+            .get("definitions")
+            .expect("draft-07 uses `definitions`");
         for job in JobKind::ALL {
             let (model, data) = job.section_schema_names();
             assert!(defs.get(model).is_some(), "{model} missing");

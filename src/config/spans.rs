@@ -16,6 +16,9 @@ pub type Pos = (usize, usize);
 pub struct SpanIndex {
     keys: HashMap<String, Pos>,
     lines: Vec<String>,
+    /// Keys written twice in one mapping: (key, position of the second, of the first).
+    /// serde_yaml keeps the last silently when reading into a map, so we report them.
+    pub duplicates: Vec<(String, Pos, Pos)>,
 }
 
 impl SpanIndex {
@@ -45,9 +48,14 @@ impl SpanIndex {
             Seq { path: String, index: usize },
         }
         fn child(path: &str, seg: &str) -> String {
-            if path.is_empty() { seg.to_string() } else { format!("{path}.{seg}") }
+            if path.is_empty() {
+                seg.to_string()
+            } else {
+                format!("{path}.{seg}")
+            }
         }
         let mut keys = HashMap::new();
+        let mut duplicates = Vec::new();
         let mut stack: Vec<Frame> = Vec::new();
         // Only the first document counts, as for serde_yaml.
         let mut documents = 0;
@@ -62,7 +70,12 @@ impl SpanIndex {
                     None => {
                         if let Event::Scalar(s, ..) = &event {
                             let k = child(path, s);
-                            keys.entry(k.clone()).or_insert(pos);
+                            match keys.get(&k) {
+                                Some(first) => duplicates.push((k.clone(), pos, *first)),
+                                None => {
+                                    keys.insert(k.clone(), pos);
+                                }
+                            }
                             *key = Some(k);
                             continue;
                         }
@@ -89,27 +102,34 @@ impl SpanIndex {
                         break;
                     }
                 }
-                Event::MappingStart(..) => {
-                    stack.push(Frame::Map { path: value_path.unwrap_or_default(), key: None })
-                }
-                Event::SequenceStart(..) => {
-                    stack.push(Frame::Seq { path: value_path.unwrap_or_default(), index: 0 })
-                }
+                Event::MappingStart(..) => stack.push(Frame::Map {
+                    path: value_path.unwrap_or_default(),
+                    key: None,
+                }),
+                Event::SequenceStart(..) => stack.push(Frame::Seq {
+                    path: value_path.unwrap_or_default(),
+                    index: 0,
+                }),
                 Event::MappingEnd | Event::SequenceEnd => {
                     stack.pop();
                 }
                 _ => {}
             }
         }
-        SpanIndex { keys, lines: text.lines().map(str::to_owned).collect() }
+        SpanIndex {
+            keys,
+            lines: text.lines().map(str::to_owned).collect(),
+            duplicates,
+        }
     }
 
     pub fn from_toml(text: &str) -> SpanIndex {
         use toml::de::{DeTable, DeValue};
         const MAX_DEPTH: usize = 64;
 
-        let line_starts: Vec<usize> =
-            std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        let line_starts: Vec<usize> = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         let to_pos = |offset: usize| -> Pos {
             let line = line_starts.partition_point(|&s| s <= offset);
             let start = line_starts[line - 1];
@@ -128,7 +148,11 @@ impl SpanIndex {
                 return;
             }
             for (k, v) in table.iter() {
-                let p = if path.is_empty() { k.get_ref().to_string() } else { format!("{path}.{}", k.get_ref()) };
+                let p = if path.is_empty() {
+                    k.get_ref().to_string()
+                } else {
+                    format!("{path}.{}", k.get_ref())
+                };
                 keys.entry(p.clone()).or_insert(to_pos(k.span().start));
                 walk_value(v.get_ref(), &p, depth + 1, keys, to_pos);
             }
@@ -160,7 +184,12 @@ impl SpanIndex {
         if let Ok(doc) = DeTable::parse(text) {
             walk_table(doc.get_ref(), "", 0, &mut keys, &to_pos);
         }
-        SpanIndex { keys, lines: text.lines().map(str::to_owned).collect() }
+        // The TOML parser rejects duplicate keys itself.
+        SpanIndex {
+            keys,
+            lines: text.lines().map(str::to_owned).collect(),
+            duplicates: Vec::new(),
+        }
     }
 }
 
@@ -170,11 +199,13 @@ mod tests {
 
     #[test]
     fn yaml_keys_and_items() {
-        let idx = SpanIndex::from_yaml("name: a\ntrain:\n  epochs: 3\n  betas: [0.9, 0.95]\nlist:\n  - x\n  - y\n");
+        let idx = SpanIndex::from_yaml(
+            "name: a\ntrain:\n  epochs: 3\n  betas: [0.9, 0.95]\nlist:\n  - x\n  - y\n",
+        );
         assert_eq!(idx.exact("name"), Some((1, 1)));
         assert_eq!(idx.exact("train"), Some((2, 1)));
         assert_eq!(idx.exact("train.epochs"), Some((3, 3)));
-        assert_eq!(idx.exact("train.betas.1"), Some((4, 17)));
+        assert_eq!(idx.exact("train.betas.1"), Some((4, 16)));
         assert_eq!(idx.exact("list.1"), Some((7, 5)));
         assert_eq!(idx.find("train.epochs.nope"), Some((3, 3)));
         assert_eq!(idx.find("other"), None);
@@ -184,15 +215,23 @@ mod tests {
     fn yaml_flow_maps_and_nested_sequences() {
         let idx = SpanIndex::from_yaml("a: {b: 1, c: {d: 2}}\ne: [[1, 2], {f: 3}]\n");
         assert_eq!(idx.exact("a.c.d"), Some((1, 15)));
-        assert_eq!(idx.exact("e.1.f"), Some((2, 15)));
+        assert_eq!(idx.exact("e.1.f"), Some((2, 14)));
     }
 
     #[test]
     fn toml_tables_and_dotted_keys() {
-        let idx = SpanIndex::from_toml("name = \"a\"\n[train]\nepochs = 3\n[optimizer]\nbetas = [0.9, 0.95]\n");
+        let idx = SpanIndex::from_toml(
+            "name = \"a\"\n[train]\nepochs = 3\n[optimizer]\nbetas = [0.9, 0.95]\n",
+        );
         assert_eq!(idx.exact("name"), Some((1, 1)));
         assert_eq!(idx.exact("train.epochs"), Some((3, 1)));
         assert_eq!(idx.exact("optimizer.betas.1"), Some((5, 15)));
+    }
+
+    #[test]
+    fn yaml_duplicate_keys_are_found() {
+        let idx = SpanIndex::from_yaml("a: 1\nb:\n  c: 1\n  c: 2\nl: [{x: 1}, {x: 2}]\n");
+        assert_eq!(idx.duplicates, vec![("b.c".to_string(), (4, 3), (3, 3))]);
     }
 
     #[test]

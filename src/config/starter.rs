@@ -47,8 +47,13 @@ fn wrap_comment(text: &str, indent: &str, out: &mut String) {
 
 fn yaml_value(v: &Json) -> String {
     match v {
-        Json::Array(items) => format!("[{}]", items.iter().map(yaml_value).collect::<Vec<_>>().join(", ")),
-        _ => serde_yaml::to_string(v).map(|s| s.trim_end().to_string()).unwrap_or_default(),
+        Json::Array(items) => format!(
+            "[{}]",
+            items.iter().map(yaml_value).collect::<Vec<_>>().join(", ")
+        ),
+        _ => serde_yaml::to_string(v)
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or_default(),
     }
 }
 
@@ -59,10 +64,22 @@ pub fn starter(job: JobKind, schema_ref: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# yaml-language-server: $schema={schema_ref}");
     let _ = writeln!(out, "#");
-    let _ = writeln!(out, "# Starter experiment for `job: {job}`, written by `runner init {job}`.");
-    let _ = writeln!(out, "# Every key is listed with its default; uncomment what you change.");
-    let _ = writeln!(out, "# `runner show THIS_FILE --explain` prints each resolved value and who set it;");
-    let _ = writeln!(out, "# `runner validate THIS_FILE --strict` also checks that the data paths exist.");
+    let _ = writeln!(
+        out,
+        "# Starter experiment for `job: {job}`, written by `runner init {job}`."
+    );
+    let _ = writeln!(
+        out,
+        "# Every key is listed with its default; uncomment what you change."
+    );
+    let _ = writeln!(
+        out,
+        "# `runner show THIS_FILE --explain` prints each resolved value and who set it;"
+    );
+    let _ = writeln!(
+        out,
+        "# `runner validate THIS_FILE --strict` also checks that the data paths exist."
+    );
     let _ = writeln!(out);
     let _ = writeln!(out, "name: my-{}", job.as_str().replace('_', "-"));
     let _ = writeln!(out, "job: {job}");
@@ -71,14 +88,25 @@ pub fn starter(job: JobKind, schema_ref: &str) -> String {
         if matches!(path, "name" | "job") {
             continue;
         }
-        let children: Vec<_> = keys.iter().filter(|k| k.path.strip_prefix(path).is_some_and(|r| r.starts_with('.'))).collect();
+        let children: Vec<_> = keys
+            .iter()
+            .filter(|k| {
+                k.path
+                    .strip_prefix(path)
+                    .is_some_and(|r| r.starts_with('.'))
+            })
+            .collect();
         let _ = writeln!(out);
         if let Some(d) = top.description() {
             wrap_comment(d, "", &mut out);
         }
         if children.is_empty() {
-            let default = top.schema.get("default").map(yaml_value).unwrap_or_default();
-            let _ = writeln!(out, "# {path}: {default}");
+            let default = top
+                .schema
+                .get("default")
+                .map(yaml_value)
+                .unwrap_or_default();
+            let _ = writeln!(out, "{}", format!("# {path}: {default}").trim_end());
             continue;
         }
         let any_active = set.iter().any(|(k, _)| k.starts_with(&format!("{path}.")));
@@ -93,8 +121,12 @@ pub fn starter(job: JobKind, schema_ref: &str) -> String {
                     let _ = writeln!(out, "  {leaf}: {v}");
                 }
                 None => {
-                    let default = child.schema.get("default").map(yaml_value).unwrap_or_default();
-                    let _ = writeln!(out, "  # {leaf}: {default}");
+                    let default = child
+                        .schema
+                        .get("default")
+                        .map(yaml_value)
+                        .unwrap_or_default();
+                    let _ = writeln!(out, "{}", format!("  # {leaf}: {default}").trim_end());
                 }
             }
         }

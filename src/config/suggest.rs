@@ -72,22 +72,39 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
     ("start_epoch", Mae, Key("train.start_epoch", None)),
     ("num_workers", Mae, Key("loader.num_workers", None)),
     ("pin_mem", Mae, Key("loader.pin_memory", None)),
-    ("no_pin_mem", Mae, Key("loader.pin_memory", Some("`--no_pin_mem` is `loader.pin_memory: false`"))),
+    (
+        "no_pin_mem",
+        Mae,
+        Key(
+            "loader.pin_memory",
+            Some("`--no_pin_mem` is `loader.pin_memory: false`"),
+        ),
+    ),
     (
         "world_size",
         Mae,
-        Key("hardware.nproc_per_node", Some("the world size is derived: hardware.nnodes × hardware.nproc_per_node")),
+        Key(
+            "hardware.nproc_per_node",
+            Some("the world size is derived: hardware.nnodes × hardware.nproc_per_node"),
+        ),
     ),
     ("local_rank", Mae, Rejected(LAUNCHER)),
     (
         "dist_on_itp",
         Mae,
-        Rejected("a switch for Microsoft's ITP cluster; runner reads the standard launcher environment (torchrun, Slurm) instead"),
+        Rejected(
+            "a switch for Microsoft's ITP cluster; runner reads the standard launcher environment (torchrun, Slurm) instead",
+        ),
     ),
     (
         "dist_url",
         Mae,
-        Key("hardware.master_addr", Some("`tcp://HOST:PORT` becomes hardware.master_addr: HOST and hardware.master_port: PORT; `env://` is the default")),
+        Key(
+            "hardware.master_addr",
+            Some(
+                "`tcp://HOST:PORT` becomes hardware.master_addr: HOST and hardware.master_port: PORT; `env://` is the default",
+            ),
+        ),
     ),
     // Megatron / MindSpeed-MM (seed 002)
     ("nproc_per_node", Mg, Key("hardware.nproc_per_node", None)),
@@ -95,57 +112,174 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
     ("node_rank", Mg, Key("hardware.node_rank", None)),
     ("master_addr", Mg, Key("hardware.master_addr", None)),
     ("master_port", Mg, Key("hardware.master_port", None)),
-    ("distributed_backend", Mg, Key("hardware.dist_backend", None)),
+    (
+        "distributed_backend",
+        Mg,
+        Key("hardware.dist_backend", None),
+    ),
     (
         "mm_data",
         Mg,
-        Rejected("MindSpeed-MM keeps data settings in a side JSON file; in runner they are the experiment's `data` section"),
+        Rejected(
+            "MindSpeed-MM keeps data settings in a side JSON file; in runner they are the experiment's `data` section",
+        ),
     ),
     (
         "mm_model",
         Mg,
-        Rejected("MindSpeed-MM keeps model settings in a side JSON file; in runner they are the experiment's `model` section"),
+        Rejected(
+            "MindSpeed-MM keeps model settings in a side JSON file; in runner they are the experiment's `model` section",
+        ),
     ),
-    ("mm_tool", Mg, Rejected("MindSpeed-MM's tool settings (profiling and the like) have no runner counterpart")),
-    ("use_mcore_models", Mg, Rejected("a Megatron-Core switch; runner always builds its own burn models")),
-    ("tensor_model_parallel_size", Mg, Key("hardware.tensor_parallel", None)),
-    ("pipeline_model_parallel_size", Mg, Key("hardware.pipeline_parallel", None)),
-    ("micro_batch_size", Mg, Key("train.per_device_batch_size", None)),
-    ("global_batch_size", Mg, Key("train.global_batch_size", None)),
-    ("adam_beta1", Mg, Key("optimizer.betas", Some("Adam's betas are one list: `optimizer.betas: [β1, β2]`"))),
-    ("adam_beta2", Mg, Key("optimizer.betas", Some("Adam's betas are one list: `optimizer.betas: [β1, β2]`"))),
+    (
+        "mm_tool",
+        Mg,
+        Rejected(
+            "MindSpeed-MM's tool settings (profiling and the like) have no runner counterpart",
+        ),
+    ),
+    (
+        "use_mcore_models",
+        Mg,
+        Rejected("a Megatron-Core switch; runner always builds its own burn models"),
+    ),
+    (
+        "tensor_model_parallel_size",
+        Mg,
+        Key("hardware.tensor_parallel", None),
+    ),
+    (
+        "pipeline_model_parallel_size",
+        Mg,
+        Key("hardware.pipeline_parallel", None),
+    ),
+    (
+        "micro_batch_size",
+        Mg,
+        Key("train.per_device_batch_size", None),
+    ),
+    (
+        "global_batch_size",
+        Mg,
+        Key("train.global_batch_size", None),
+    ),
+    (
+        "adam_beta1",
+        Mg,
+        Key(
+            "optimizer.betas",
+            Some("Adam's betas are one list: `optimizer.betas: [β1, β2]`"),
+        ),
+    ),
+    (
+        "adam_beta2",
+        Mg,
+        Key(
+            "optimizer.betas",
+            Some("Adam's betas are one list: `optimizer.betas: [β1, β2]`"),
+        ),
+    ),
     ("adam_eps", Mg, Key("optimizer.eps", None)),
     (
         "lr_decay_style",
         Mg,
-        Key("scheduler.style", Some("Megatron's `inverse-square-root` is `inverse_sqrt`, `WSD` is `wsd`")),
+        Key(
+            "scheduler.style",
+            Some("Megatron's `inverse-square-root` is `inverse_sqrt`, `WSD` is `wsd`"),
+        ),
     ),
     ("lr_warmup_init", Mg, Key("scheduler.warmup_init_lr", None)),
     ("lr_warmup_iters", Mg, Key("scheduler.warmup_steps", None)),
-    ("lr_warmup_fraction", Mg, Key("scheduler.warmup_ratio", None)),
-    ("clip_grad", Mg, Key("train.clip_grad_norm", Some("a norm (`1.0`); Open-Sora-Plan's `--clip_grad True` is 1.0, off is 0"))),
+    (
+        "lr_warmup_fraction",
+        Mg,
+        Key("scheduler.warmup_ratio", None),
+    ),
+    (
+        "clip_grad",
+        Mg,
+        Key(
+            "train.clip_grad_norm",
+            Some("a norm (`1.0`); Open-Sora-Plan's `--clip_grad True` is 1.0, off is 0"),
+        ),
+    ),
     ("train_iters", Mg, Key("train.max_steps", None)),
     // Hugging Face TrainingArguments / run_glue.py / xla_spawn.py (seed 003)
-    ("do_train", Hf, Rejected("`runner run` always trains; there is nothing to switch on")),
-    ("do_eval", Hf, Key("eval.strategy", Some("`do_eval: true` is `eval.strategy: epoch` (or `steps`); false is `no`"))),
-    ("per_device_train_batch_size", Hf, Key("train.per_device_batch_size", None)),
-    ("per_device_eval_batch_size", Hf, Key("eval.per_device_batch_size", None)),
-    ("gradient_accumulation_steps", Hf, Key("train.grad_accum_steps", None)),
+    (
+        "do_train",
+        Hf,
+        Rejected("`runner run` always trains; there is nothing to switch on"),
+    ),
+    (
+        "do_eval",
+        Hf,
+        Key(
+            "eval.strategy",
+            Some("`do_eval: true` is `eval.strategy: epoch` (or `steps`); false is `no`"),
+        ),
+    ),
+    (
+        "per_device_train_batch_size",
+        Hf,
+        Key("train.per_device_batch_size", None),
+    ),
+    (
+        "per_device_eval_batch_size",
+        Hf,
+        Key("eval.per_device_batch_size", None),
+    ),
+    (
+        "gradient_accumulation_steps",
+        Hf,
+        Key("train.grad_accum_steps", None),
+    ),
     ("num_train_epochs", Hf, Key("train.epochs", None)),
     ("max_steps", Hf, Key("train.max_steps", None)),
     ("learning_rate", Hf, Key("optimizer.lr", None)),
-    ("auto_find_batch_size", Hf, Key("train.auto_find_batch_size", None)),
-    ("gradient_checkpointing", Hf, Key("train.gradient_checkpointing", None)),
+    (
+        "auto_find_batch_size",
+        Hf,
+        Key("train.auto_find_batch_size", None),
+    ),
+    (
+        "gradient_checkpointing",
+        Hf,
+        Key("train.gradient_checkpointing", None),
+    ),
     (
         "gradient_checkpointing_kwargs",
         Hf,
-        Rejected("its only use, `use_reentrant`, is a PyTorch autograd detail with no counterpart in burn"),
+        Rejected(
+            "its only use, `use_reentrant`, is a PyTorch autograd detail with no counterpart in burn",
+        ),
     ),
-    ("fp16", Hf, Key("precision.dtype", Some("`fp16: true` is `precision.dtype: fp16`"))),
-    ("bf16", Hf, Key("precision.dtype", Some("`bf16: true` is `precision.dtype: bf16`"))),
-    ("dataloader_num_workers", Hf, Key("loader.num_workers", None)),
+    (
+        "fp16",
+        Hf,
+        Key(
+            "precision.dtype",
+            Some("`fp16: true` is `precision.dtype: fp16`"),
+        ),
+    ),
+    (
+        "bf16",
+        Hf,
+        Key(
+            "precision.dtype",
+            Some("`bf16: true` is `precision.dtype: bf16`"),
+        ),
+    ),
+    (
+        "dataloader_num_workers",
+        Hf,
+        Key("loader.num_workers", None),
+    ),
     ("dataloader_pin_memory", Hf, Key("loader.pin_memory", None)),
-    ("dataloader_prefetch_factor", Hf, Key("loader.prefetch_factor", None)),
+    (
+        "dataloader_prefetch_factor",
+        Hf,
+        Key("loader.prefetch_factor", None),
+    ),
     ("dataloader_drop_last", Hf, Key("loader.drop_last", None)),
     ("torch_compile", Hf, Rejected(NO_COMPILE)),
     ("torch_compile_backend", Hf, Rejected(NO_COMPILE)),
@@ -154,9 +288,15 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
     (
         "ddp_find_unused_parameters",
         Hf,
-        Rejected("runner's data parallelism all-reduces every parameter's gradient, so there are no unused parameters to search for"),
+        Rejected(
+            "runner's data parallelism all-reduces every parameter's gradient, so there are no unused parameters to search for",
+        ),
     ),
-    ("ddp_bucket_cap_mb", Hf, Key("hardware.ddp_bucket_cap_mb", None)),
+    (
+        "ddp_bucket_cap_mb",
+        Hf,
+        Key("hardware.ddp_bucket_cap_mb", None),
+    ),
     ("ddp_timeout", Hf, Key("hardware.ddp_timeout", None)),
     ("eval_strategy", Hf, Key("eval.strategy", None)),
     ("evaluation_strategy", Hf, Key("eval.strategy", None)),
@@ -174,10 +314,23 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
     (
         "torch_empty_cache_steps",
         Hf,
-        Rejected("emptying PyTorch's CUDA cache is a fragmentation workaround; libtorch's caching allocator is left to itself"),
+        Rejected(
+            "emptying PyTorch's CUDA cache is a fragmentation workaround; libtorch's caching allocator is left to itself",
+        ),
     ),
-    ("skip_memory_metrics", Hf, Rejected("runner records no memory metrics yet, so there is nothing to skip")),
-    ("model_name_or_path", Hf, Key("init_from", Some("a local safetensors file: nothing is downloaded from a hub"))),
+    (
+        "skip_memory_metrics",
+        Hf,
+        Rejected("runner records no memory metrics yet, so there is nothing to skip"),
+    ),
+    (
+        "model_name_or_path",
+        Hf,
+        Key(
+            "init_from",
+            Some("a local safetensors file: nothing is downloaded from a hub"),
+        ),
+    ),
     ("task_name", Hf, Key("data.task", None)),
     ("max_seq_length", Hf, Key("data.max_seq_length", None)),
     ("num_cores", Hf, Key("hardware.nproc_per_node", None)),
@@ -187,7 +340,9 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
     (
         "amp_level",
         Osp,
-        Rejected("runner's mixed precision always keeps fp32 master weights and optimizer state and computes in precision.dtype (Apex's O2); there are no other levels"),
+        Rejected(
+            "runner's mixed precision always keeps fp32 master weights and optimizer state and computes in precision.dtype (Apex's O2); there are no other levels",
+        ),
     ),
     ("video_path", Osp, Key("data.video_path", None)),
     ("video_num_frames", Osp, Key("data.num_frames", None)),
@@ -203,10 +358,20 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
     (
         "mode",
         Osp,
-        Rejected("MindSpore's execution mode (0 = graph, 1 = PyNative); runner executes eagerly and has no graph mode"),
+        Rejected(
+            "MindSpore's execution mode (0 = graph, 1 = PyNative); runner executes eagerly and has no graph mode",
+        ),
     ),
-    ("init_loss_scale", Osp, Key("precision.init_loss_scale", None)),
-    ("jit_level", Osp, Rejected("MindSpore's graph-compiler optimisation level; runner has no graph compiler")),
+    (
+        "init_loss_scale",
+        Osp,
+        Key("precision.init_loss_scale", None),
+    ),
+    (
+        "jit_level",
+        Osp,
+        Rejected("MindSpore's graph-compiler optimisation level; runner has no graph compiler"),
+    ),
     ("disc_start", Osp, Rejected(NO_DISC)),
     ("disc_weight", Osp, Rejected(NO_DISC)),
     ("discriminator", Osp, Rejected(NO_DISC)),
@@ -216,12 +381,17 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
 
 /// `--Foo-Bar` → `foo_bar`.
 pub fn normalise(name: &str) -> String {
-    name.trim_start_matches('-').to_ascii_lowercase().replace('-', "_")
+    name.trim_start_matches('-')
+        .to_ascii_lowercase()
+        .replace('-', "_")
 }
 
 pub fn alias(name: &str) -> Option<(Tool, Alias)> {
     let n = normalise(name);
-    ALIASES.iter().find(|(a, ..)| *a == n).map(|(_, tool, alias)| (*tool, *alias))
+    ALIASES
+        .iter()
+        .find(|(a, ..)| *a == n)
+        .map(|(_, tool, alias)| (*tool, *alias))
 }
 
 /// One key the schema accepts, with its (resolved) schema.
@@ -245,7 +415,11 @@ pub fn schema_keys(schema: &Json, job: Option<&str>) -> Vec<SchemaKey> {
         // Draft-07 puts a field's `$ref` inside `allOf` so that its description can sit beside it.
         let reference = s
             .get("$ref")
-            .or_else(|| s.get("allOf").and_then(|a| a.get(0)).and_then(|a| a.get("$ref")))
+            .or_else(|| {
+                s.get("allOf")
+                    .and_then(|a| a.get(0))
+                    .and_then(|a| a.get("$ref"))
+            })
             .and_then(Json::as_str);
         match reference.and_then(|r| r.strip_prefix("#/definitions/")) {
             Some(name) => {
@@ -260,13 +434,21 @@ pub fn schema_keys(schema: &Json, job: Option<&str>) -> Vec<SchemaKey> {
         }
     };
     let mut keys = Vec::new();
-    let Some(props) = schema["properties"].as_object() else { return keys };
+    let Some(props) = schema["properties"].as_object() else {
+        return keys;
+    };
     for (k, p) in props {
         if k == "derived" {
             continue;
         }
-        keys.push(SchemaKey { path: k.clone(), schema: resolve(p) });
-        let section = match (k.as_str(), job.and_then(crate::config::types::JobKind::parse)) {
+        keys.push(SchemaKey {
+            path: k.clone(),
+            schema: resolve(p),
+        });
+        let section = match (
+            k.as_str(),
+            job.and_then(crate::config::types::JobKind::parse),
+        ) {
             ("model" | "data", Some(job)) => {
                 let (model, data) = job.section_schema_names();
                 defs[if k == "model" { model } else { data }].clone()
@@ -274,7 +456,10 @@ pub fn schema_keys(schema: &Json, job: Option<&str>) -> Vec<SchemaKey> {
             _ => resolve(p),
         };
         if let Some(sub) = section["properties"].as_object() {
-            keys.extend(sub.iter().map(|(s, p)| SchemaKey { path: format!("{k}.{s}"), schema: resolve(p) }));
+            keys.extend(sub.iter().map(|(s, p)| SchemaKey {
+                path: format!("{k}.{s}"),
+                schema: resolve(p),
+            }));
         }
     }
     keys
@@ -282,30 +467,45 @@ pub fn schema_keys(schema: &Json, job: Option<&str>) -> Vec<SchemaKey> {
 
 /// Just the paths of [`schema_keys`].
 pub fn known_keys(schema: &Json, job: Option<&str>) -> Vec<String> {
-    schema_keys(schema, job).into_iter().map(|k| k.path).collect()
+    schema_keys(schema, job)
+        .into_iter()
+        .map(|k| k.path)
+        .collect()
 }
 
 /// Help text for an unknown key `leaf` inside `parent` (dotted, `""` for the top level).
 pub fn unknown_key_help(parent: &str, leaf: &str, known: &[String]) -> Option<String> {
-    let path = if parent.is_empty() { leaf.to_string() } else { format!("{parent}.{leaf}") };
+    let path = if parent.is_empty() {
+        leaf.to_string()
+    } else {
+        format!("{parent}.{leaf}")
+    };
     let path = path.as_str();
     // `train.epochs: 3` written as one key with a dot in it.
     if let Some((head, tail)) = leaf.split_once('.') {
         if known.iter().any(|k| k == path) {
-            return Some(format!("`{leaf}` is one key with a dot in its name; nest it: `{head}:` with `{tail}:` indented below"));
+            return Some(format!(
+                "`{leaf}` is one key with a dot in its name; nest it: `{head}:` with `{tail}:` indented below"
+            ));
         }
     }
     if let Some((tool, alias)) = alias(leaf) {
         return Some(match alias {
             Key(target, note) => {
                 let note = note.map(|n| format!("; {n}")).unwrap_or_default();
-                format!("did you mean `{target}`? (`{leaf}` is {}'s name for it{note})", tool.name())
+                format!(
+                    "did you mean `{target}`? (`{leaf}` is {}'s name for it{note})",
+                    tool.name()
+                )
             }
             Rejected(reason) => format!("`{leaf}` ({}) is not supported: {reason}", tool.name()),
         });
     }
     // The same key in another section (`train.lr` → `optimizer.lr`).
-    if let Some(k) = known.iter().find(|k| k.rsplit('.').next() == Some(leaf) && k.as_str() != path) {
+    if let Some(k) = known
+        .iter()
+        .find(|k| k.rsplit('.').next() == Some(leaf) && k.as_str() != path)
+    {
         return Some(format!("did you mean `{k}`?"));
     }
     // Closest spelling among the siblings, then among all keys.
@@ -319,7 +519,12 @@ pub fn unknown_key_help(parent: &str, leaf: &str, known: &[String]) -> Option<St
     let best = |cands: &[&String]| -> Option<String> {
         cands
             .iter()
-            .map(|k| (strsim::jaro_winkler(leaf, k.rsplit('.').next().unwrap_or(k)), *k))
+            .map(|k| {
+                (
+                    strsim::jaro_winkler(leaf, k.rsplit('.').next().unwrap_or(k)),
+                    *k,
+                )
+            })
             .filter(|(score, _)| *score >= 0.85)
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, k)| k.clone())
@@ -328,11 +533,22 @@ pub fn unknown_key_help(parent: &str, leaf: &str, known: &[String]) -> Option<St
     if let Some(k) = best(&siblings).or_else(|| best(&all)) {
         return Some(format!("did you mean `{k}`?"));
     }
-    let choices: Vec<&str> = siblings.iter().map(|k| k.rsplit('.').next().unwrap_or(k)).collect();
+    let choices: Vec<&str> = siblings
+        .iter()
+        .map(|k| k.rsplit('.').next().unwrap_or(k))
+        .collect();
     if choices.is_empty() {
         None
     } else {
-        Some(format!("`{}` takes: {}", if parent.is_empty() { "the top level" } else { parent }, choices.join(", ")))
+        Some(format!(
+            "`{}` takes: {}",
+            if parent.is_empty() {
+                "the top level"
+            } else {
+                parent
+            },
+            choices.join(", ")
+        ))
     }
 }
 
@@ -355,8 +571,10 @@ mod tests {
 
     fn all_known() -> Vec<String> {
         let schema = experiment_schema().to_value();
-        let mut keys: Vec<String> =
-            JobKind::ALL.iter().flat_map(|j| known_keys(&schema, Some(j.as_str()))).collect();
+        let mut keys: Vec<String> = JobKind::ALL
+            .iter()
+            .flat_map(|j| known_keys(&schema, Some(j.as_str())))
+            .collect();
         keys.sort();
         keys.dedup();
         keys
@@ -367,7 +585,10 @@ mod tests {
         let known = all_known();
         for (name, _, alias) in ALIASES {
             if let Key(target, _) = alias {
-                assert!(known.iter().any(|k| k == target), "alias `{name}` points at unknown key `{target}`");
+                assert!(
+                    known.iter().any(|k| k == target),
+                    "alias `{name}` points at unknown key `{target}`"
+                );
             }
         }
     }
@@ -385,13 +606,19 @@ mod tests {
     fn seed_names_suggest_runner_keys() {
         let known = all_known();
         let help = unknown_key_help("train", "accum_iter", &known).unwrap();
-        assert!(help.contains("`train.grad_accum_steps`") && help.contains("MAE"), "{help}");
+        assert!(
+            help.contains("`train.grad_accum_steps`") && help.contains("MAE"),
+            "{help}"
+        );
         let help = unknown_key_help("optimizer", "blr", &known).unwrap();
         assert!(help.contains("`optimizer.base_lr`"), "{help}");
         let help = unknown_key_help("", "per_device_train_batch_size", &known).unwrap();
         assert!(help.contains("`train.per_device_batch_size`"), "{help}");
         let help = unknown_key_help("", "jit_level", &known).unwrap();
-        assert!(help.contains("not supported") && help.contains("graph"), "{help}");
+        assert!(
+            help.contains("not supported") && help.contains("graph"),
+            "{help}"
+        );
         let help = unknown_key_help("", "--lr-decay-style", &known).unwrap();
         assert!(help.contains("`scheduler.style`"), "{help}");
     }
@@ -399,17 +626,32 @@ mod tests {
     #[test]
     fn typos_suggest_the_closest_key() {
         let known = all_known();
-        assert_eq!(unknown_key_help("train", "epoch", &known).unwrap(), "did you mean `train.epochs`?");
-        assert!(unknown_key_help("train", "lr", &known).unwrap().starts_with("did you mean `optimizer.lr`?"));
-        assert_eq!(unknown_key_help("", "optimzer", &known).unwrap(), "did you mean `optimizer`?");
+        assert_eq!(
+            unknown_key_help("train", "epoch", &known).unwrap(),
+            "did you mean `train.epochs`?"
+        );
+        assert!(
+            unknown_key_help("train", "lr", &known)
+                .unwrap()
+                .starts_with("did you mean `optimizer.lr`?")
+        );
+        assert_eq!(
+            unknown_key_help("", "optimzer", &known).unwrap(),
+            "did you mean `optimizer`?"
+        );
         let help = unknown_key_help("", "train.epochs", &known).unwrap();
         assert!(help.contains("nest it"), "{help}");
     }
 
     #[test]
     fn closest_enum_value() {
-        let opts: Vec<String> = ["constant", "linear", "cosine", "inverse_sqrt", "wsd"].map(String::from).to_vec();
-        assert_eq!(closest_value("inverse-square-root", &opts), Some("inverse_sqrt"));
+        let opts: Vec<String> = ["constant", "linear", "cosine", "inverse_sqrt", "wsd"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            closest_value("inverse-square-root", &opts),
+            Some("inverse_sqrt")
+        );
         assert_eq!(closest_value("cosin", &opts), Some("cosine"));
         assert_eq!(closest_value("zzz", &opts), None);
     }

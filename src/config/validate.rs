@@ -38,7 +38,11 @@ fn pointer_to_key(pointer: &str) -> String {
 }
 
 fn join(parent: &str, leaf: &str) -> String {
-    if parent.is_empty() { leaf.to_string() } else { format!("{parent}.{leaf}") }
+    if parent.is_empty() {
+        leaf.to_string()
+    } else {
+        format!("{parent}.{leaf}")
+    }
 }
 
 fn describe_value(v: &Json) -> String {
@@ -50,7 +54,11 @@ fn describe_value(v: &Json) -> String {
         Json::Array(_) => "a list".into(),
         Json::Object(_) => "a mapping".into(),
     };
-    if text.len() > 80 { format!("{}…", &text[..text.floor_char_boundary(80)]) } else { text }
+    if text.len() > 80 {
+        format!("{}…", &text[..text.floor_char_boundary(80)])
+    } else {
+        text
+    }
 }
 
 fn type_name(kind: &TypeKind) -> String {
@@ -72,11 +80,17 @@ fn type_name(kind: &TypeKind) -> String {
 
 /// Checks `value` against the experiment schema; one diagnostic per problem.
 pub fn schema_errors(value: &Json, layers: &Layers) -> Vec<Diagnostic> {
-    let job = value.get("job").and_then(Json::as_str).filter(|j| JobKind::parse(j).is_some());
+    let job = value
+        .get("job")
+        .and_then(Json::as_str)
+        .filter(|j| JobKind::parse(j).is_some());
     let keys = suggest::schema_keys(&SCHEMA.json, job);
     let known: Vec<String> = keys.iter().map(|k| k.path.clone()).collect();
     let doc = |key: &str| -> Option<String> {
-        keys.iter().find(|k| k.path == key).and_then(SchemaKey::description).map(first_sentence)
+        keys.iter()
+            .find(|k| k.path == key)
+            .and_then(SchemaKey::description)
+            .map(first_sentence)
     };
     let mut out = Vec::new();
     for err in SCHEMA.validator.iter_errors(value) {
@@ -88,8 +102,9 @@ pub fn schema_errors(value: &Json, layers: &Layers) -> Vec<Diagnostic> {
                 for leaf in unexpected {
                     let full = join(&key, leaf);
                     let mut d = Diagnostic::error("unknown-key", format!("unknown key `{full}`"));
-                    d.help = suggest::unknown_key_help(&key, leaf, &known)
-                        .or_else(|| Some("remove it; `runner init JOB` writes a file listing every key".into()));
+                    d.help = suggest::unknown_key_help(&key, leaf, &known).or_else(|| {
+                        Some("remove it; `runner init JOB` writes a file listing every key".into())
+                    });
                     out.push(layers.diag_at(&full, d));
                 }
                 continue;
@@ -98,10 +113,15 @@ pub fn schema_errors(value: &Json, layers: &Layers) -> Vec<Diagnostic> {
                 let leaf = property.as_str().unwrap_or_default();
                 let full = join(&key, leaf);
                 let what = doc(&full).map(|d| format!(" ({d})")).unwrap_or_default();
-                let mut d = Diagnostic::error("missing-key", format!("missing required key `{full}`{what}"));
+                let mut d = Diagnostic::error(
+                    "missing-key",
+                    format!("missing required key `{full}`{what}"),
+                );
                 d.help = Some(match full.as_str() {
                     "name" => "add `name: my-experiment` at the top of the experiment file".into(),
-                    "job" => "add `job: mae`, `job: text_classification` or `job: causal_vae`".into(),
+                    "job" => {
+                        "add `job: mae`, `job: text_classification` or `job: causal_vae`".into()
+                    }
                     _ => format!("set `{full}` in the experiment file or with `--set {full}=…`"),
                 });
                 // Point at the section that lacks it.
@@ -112,7 +132,8 @@ pub fn schema_errors(value: &Json, layers: &Layers) -> Vec<Diagnostic> {
             }
             ValidationErrorKind::Type { kind } => {
                 let expected = type_name(kind);
-                let mut d = Diagnostic::error("type", format!("`{key}` must be {expected}, found {found}"));
+                let mut d =
+                    Diagnostic::error("type", format!("`{key}` must be {expected}, found {found}"));
                 d.help = Some(match doc(&key) {
                     Some(doc) => format!("`{key}`: {doc}"),
                     None => format!("write {expected} here"),
@@ -122,39 +143,70 @@ pub fn schema_errors(value: &Json, layers: &Layers) -> Vec<Diagnostic> {
             ValidationErrorKind::Enum { options } => {
                 let options: Vec<String> = options
                     .as_array()
-                    .map(|a| a.iter().map(|o| o.as_str().map_or_else(|| o.to_string(), str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|o| o.as_str().map_or_else(|| o.to_string(), str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let mut d = Diagnostic::error(
                     "value",
-                    format!("`{key}` must be one of {}, found {found}", options.join(", ")),
+                    format!(
+                        "`{key}` must be one of {}, found {found}",
+                        options.join(", ")
+                    ),
                 );
-                let closest = instance.as_str().and_then(|s| suggest::closest_value(s, &options));
+                let closest = instance
+                    .as_str()
+                    .and_then(|s| suggest::closest_value(s, &options));
                 d.help = Some(match closest {
                     Some(c) => format!("did you mean `{c}`?"),
                     None => format!("pick one of: {}", options.join(", ")),
                 });
                 d
             }
-            ValidationErrorKind::Minimum { limit } => bound(&key, &found, format!("at least {limit}")),
-            ValidationErrorKind::Maximum { limit } => bound(&key, &found, format!("at most {limit}")),
-            ValidationErrorKind::ExclusiveMinimum { limit } => bound(&key, &found, format!("greater than {limit}")),
-            ValidationErrorKind::ExclusiveMaximum { limit } => bound(&key, &found, format!("less than {limit}")),
-            ValidationErrorKind::MinLength { .. } => Diagnostic::error("value", format!("`{key}` must not be empty"))
-                .help(doc(&key).map_or("give it a value or remove the key".into(), |d| format!("`{key}`: {d}"))),
-            ValidationErrorKind::MaxLength { limit } => {
-                Diagnostic::error("value", format!("`{key}` is longer than {limit} characters")).help("shorten it")
+            ValidationErrorKind::Minimum { limit } => {
+                bound(&key, &found, format!("at least {limit}"))
             }
+            ValidationErrorKind::Maximum { limit } => {
+                bound(&key, &found, format!("at most {limit}"))
+            }
+            ValidationErrorKind::ExclusiveMinimum { limit } => {
+                bound(&key, &found, format!("greater than {limit}"))
+            }
+            ValidationErrorKind::ExclusiveMaximum { limit } => {
+                bound(&key, &found, format!("less than {limit}"))
+            }
+            ValidationErrorKind::MinLength { .. } => {
+                Diagnostic::error("value", format!("`{key}` must not be empty")).help(
+                    doc(&key).map_or("give it a value or remove the key".into(), |d| {
+                        format!("`{key}`: {d}")
+                    }),
+                )
+            }
+            ValidationErrorKind::MaxLength { limit } => Diagnostic::error(
+                "value",
+                format!("`{key}` is longer than {limit} characters"),
+            )
+            .help("shorten it"),
             ValidationErrorKind::Pattern { .. } => {
                 let help = match key.as_str() {
                     "name" => "use letters, digits, `.`, `_` and `-` only, starting with a letter or digit".to_string(),
                     "hardware.device" => "write cpu, cuda, cuda:N (N = GPU index), mps or tpu".to_string(),
                     _ => doc(&key).unwrap_or_else(|| "see the schema for the allowed form".into()),
                 };
-                Diagnostic::error("value", format!("`{key}` has an invalid form: {found}")).help(help)
+                Diagnostic::error("value", format!("`{key}` has an invalid form: {found}"))
+                    .help(help)
             }
             ValidationErrorKind::MinItems { limit } | ValidationErrorKind::MaxItems { limit } => {
-                Diagnostic::error("value", format!("`{key}` must have {limit} items, found {}", instance.as_array().map_or(0, Vec::len)))
-                    .help(doc(&key).unwrap_or_else(|| format!("give exactly {limit} items")))
+                Diagnostic::error(
+                    "value",
+                    format!(
+                        "`{key}` must have {limit} items, found {}",
+                        instance.as_array().map_or(0, Vec::len)
+                    ),
+                )
+                .help(doc(&key).unwrap_or_else(|| format!("give exactly {limit} items")))
             }
             _ => Diagnostic::error("schema", format!("`{key}`: {err}"))
                 .help(doc(&key).unwrap_or_else(|| "see schema/runner.schema.json".into())),
@@ -165,8 +217,11 @@ pub fn schema_errors(value: &Json, layers: &Layers) -> Vec<Diagnostic> {
 }
 
 fn bound(key: &str, found: &str, expected: String) -> Diagnostic {
-    Diagnostic::error("value", format!("`{key}` must be {expected}, found {found}"))
-        .help(format!("set `{key}` to a value {expected}"))
+    Diagnostic::error(
+        "value",
+        format!("`{key}` must be {expected}, found {found}"),
+    )
+    .help(format!("set `{key}` to a value {expected}"))
 }
 
 fn first_sentence(s: &str) -> String {
@@ -180,9 +235,13 @@ fn first_sentence(s: &str) -> String {
 /// `job: mae` + `model: {...}` → `model: {mae: {...}}` (and `data`), the shape the typed
 /// enums read. See `types::job`.
 pub fn tag_job_sections(value: &mut Json, job: JobKind) {
-    let Some(obj) = value.as_object_mut() else { return };
+    let Some(obj) = value.as_object_mut() else {
+        return;
+    };
     for section in ["model", "data"] {
-        let inner = obj.remove(section).unwrap_or_else(|| Json::Object(Default::default()));
+        let inner = obj
+            .remove(section)
+            .unwrap_or_else(|| Json::Object(Default::default()));
         let mut tagged = serde_json::Map::new();
         tagged.insert(job.as_str().to_string(), inner);
         obj.insert(section.to_string(), Json::Object(tagged));
@@ -191,13 +250,20 @@ pub fn tag_job_sections(value: &mut Json, job: JobKind) {
 
 /// Deserializes a schema-valid value into the typed config.
 pub fn into_experiment(mut value: Json, layers: &Layers) -> Result<Experiment, Diagnostic> {
-    let job = value.get("job").and_then(Json::as_str).and_then(JobKind::parse);
+    let job = value
+        .get("job")
+        .and_then(Json::as_str)
+        .and_then(JobKind::parse);
     if let Some(job) = job {
         tag_job_sections(&mut value, job);
     }
     serde_path_to_error::deserialize::<_, Experiment>(value).map_err(|e| {
         let job_tag = job.map(|j| format!(".{}", j.as_str())).unwrap_or_default();
-        let key = e.path().to_string().replace(&format!("model{job_tag}"), "model").replace(&format!("data{job_tag}"), "data");
+        let key = e
+            .path()
+            .to_string()
+            .replace(&format!("model{job_tag}"), "model")
+            .replace(&format!("data{job_tag}"), "data");
         let d = Diagnostic::error("type", format!("`{key}`: {}", e.inner()))
             .help("check the value's type and range against `runner schema`");
         layers.diag_at(&key, d)

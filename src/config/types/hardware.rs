@@ -38,7 +38,11 @@ impl Device {
             "cuda" => Some(Device::Cuda(None)),
             "mps" => Some(Device::Mps),
             "tpu" => Some(Device::Tpu),
-            _ => s.strip_prefix("cuda:")?.parse().ok().map(|n| Device::Cuda(Some(n))),
+            _ => s
+                .strip_prefix("cuda:")?
+                .parse()
+                .ok()
+                .map(|n| Device::Cuda(Some(n))),
         }
     }
 
@@ -69,7 +73,9 @@ impl<'de> Deserialize<'de> for Device {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         Device::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!("unknown device `{s}`: expected cpu, cuda, cuda:N, mps or tpu"))
+            serde::de::Error::custom(format!(
+                "unknown device `{s}`: expected cpu, cuda, cuda:N, mps or tpu"
+            ))
         })
     }
 }

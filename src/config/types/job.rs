@@ -19,7 +19,11 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::Mae, JobKind::TextClassification, JobKind::CausalVae];
+    pub const ALL: [JobKind; 3] = [
+        JobKind::Mae,
+        JobKind::TextClassification,
+        JobKind::CausalVae,
+    ];
 
     /// The name used in files (`job: text_classification`).
     pub fn as_str(self) -> &'static str {

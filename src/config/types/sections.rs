@@ -24,7 +24,13 @@ pub struct LoaderConfig {
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { num_workers: 4, pin_memory: true, prefetch_factor: 2, drop_last: true, shuffle: true }
+        LoaderConfig {
+            num_workers: 4,
+            pin_memory: true,
+            prefetch_factor: 2,
+            drop_last: true,
+            shuffle: true,
+        }
     }
 }
 
@@ -238,7 +244,11 @@ pub struct PrecisionConfig {
 
 impl Default for PrecisionConfig {
     fn default() -> Self {
-        PrecisionConfig { dtype: Dtype::Fp32, init_loss_scale: 65536.0, loss_scale_growth_interval: 2000 }
+        PrecisionConfig {
+            dtype: Dtype::Fp32,
+            init_loss_scale: 65536.0,
+            loss_scale_growth_interval: 2000,
+        }
     }
 }
 
@@ -269,7 +279,11 @@ pub struct EvalConfig {
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig { strategy: Strategy::Epoch, every_steps: 500, per_device_batch_size: None }
+        EvalConfig {
+            strategy: Strategy::Epoch,
+            every_steps: 500,
+            per_device_batch_size: None,
+        }
     }
 }
 
@@ -288,7 +302,11 @@ pub struct CheckpointConfig {
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
-        CheckpointConfig { strategy: Strategy::Steps, every_steps: 1000, keep_last: 3 }
+        CheckpointConfig {
+            strategy: Strategy::Steps,
+            every_steps: 1000,
+            keep_last: 3,
+        }
     }
 }
 
@@ -307,6 +325,10 @@ pub struct LoggingConfig {
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        LoggingConfig { dir: "{output_dir}/logs".into(), tensorboard: true, jsonl: true }
+        LoggingConfig {
+            dir: "{output_dir}/logs".into(),
+            tensorboard: true,
+            jsonl: true,
+        }
     }
 }

@@ -1,0 +1,360 @@
+//! The commands end to end: schema, show round trips, run directories, init, profiles.
+
+mod common;
+use common::*;
+
+#[test]
+fn committed_schemas_are_up_to_date() {
+    // Fails when the config types changed without `cargo run -- schema --write`.
+    let out = stdout(runner().args(["schema", "--check"]));
+    assert!(out.starts_with("ok:"), "{out}");
+    let printed = stdout(runner().arg("schema"));
+    assert_eq!(
+        printed,
+        std::fs::read_to_string(repo().join("schema/runner.schema.json")).unwrap()
+    );
+}
+
+#[test]
+fn schema_check_fails_on_a_stale_file() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(
+        runner()
+            .args(["schema", "--write", "--root"])
+            .arg(dir.path()),
+    );
+    let path = dir.path().join("schema/runner.schema.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("Passes over the training set", "Stale");
+    std::fs::write(&path, text).unwrap();
+    let (code, err) = failure(
+        runner()
+            .args(["schema", "--check", "--root"])
+            .arg(dir.path()),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("stale") && err.contains("schema --write"),
+        "{err}"
+    );
+}
+
+fn experiments() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("experiments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_experiment_validates_and_points_editors_at_the_schema() {
+    let files = experiments();
+    assert!(files.len() >= 7, "{files:?}");
+    for f in files {
+        let rel = f.strip_prefix(repo()).unwrap().to_path_buf();
+        let out = stdout(runner().arg("validate").arg(&rel));
+        assert!(out.starts_with("ok:"), "{out}");
+        let text = std::fs::read_to_string(&f).unwrap();
+        let first = text.lines().next().unwrap();
+        match f.extension().unwrap().to_str().unwrap() {
+            "yaml" => assert_eq!(
+                first,
+                "# yaml-language-server: $schema=../schema/runner.schema.json"
+            ),
+            "toml" => assert_eq!(first, "#:schema ../schema/runner.schema.json"),
+            other => panic!("unexpected experiment file type {other}"),
+        }
+    }
+}
+
+#[test]
+fn yaml_and_toml_versions_of_mnli_resolve_alike() {
+    let yaml = stdout(runner().args(["show", "experiments/mnli.yaml", "--format", "json"]));
+    let toml = stdout(runner().args(["show", "experiments/mnli.toml", "--format", "json"]));
+    assert_eq!(yaml, toml);
+}
+
+#[test]
+fn show_output_fed_back_resolves_to_the_same_config() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in experiments() {
+        for (format, ext) in [("yaml", "yaml"), ("toml", "toml"), ("json", "json")] {
+            let first = stdout(runner().arg("show").arg(&f).args([
+                "--format",
+                format,
+                "--set",
+                "train.log_every_steps=7",
+            ]));
+            let path = write(dir.path(), &format!("again.{ext}"), &first);
+            let second = stdout(runner().arg("show").arg(&path).args(["--format", format]));
+            assert_eq!(first, second, "{} as {format}", f.display());
+        }
+    }
+}
+
+#[test]
+fn mnli_with_8xa100_derives_the_data_parallel_batch() {
+    let (config, sources) = explain(runner().args([
+        "show",
+        "experiments/mnli.yaml",
+        "--profile",
+        "8xA100",
+        "--set",
+        "train.epochs=1",
+    ]));
+    let d = &config["derived"];
+    assert_eq!(d["world_size"], 8);
+    assert_eq!(d["data_parallel_size"], 8);
+    assert_eq!(d["global_batch_size"], 256);
+    assert_eq!(d["lr"], 2.0e-5);
+    assert_eq!(d["model"]["hidden_size"], 768);
+    assert_eq!(config["hardware"]["backend"], "tch");
+    assert_eq!(
+        sources["hardware.nproc_per_node"],
+        "profile 8xA100 (presets/8xA100.toml:10:1)"
+    );
+}
+
+#[test]
+fn mae_paper_recipe_gives_the_paper_learning_rate() {
+    // 64 per device × 16 GPUs × accumulation 4 = 4096; lr = 1.5e-4 × 4096 / 256.
+    let (config, _) = explain(runner().args(["show", "experiments/mae.yaml"]));
+    assert_eq!(config["derived"]["global_batch_size"], 4096);
+    assert!((config["derived"]["lr"].as_f64().unwrap() - 2.4e-3).abs() < 1e-12);
+    // The example: 64 per device × 8 devices × 8 nodes, accumulation 1.
+    let (config, _) = explain(runner().args([
+        "show",
+        "experiments/mae.yaml",
+        "--set",
+        "hardware.nnodes=8",
+        "--set",
+        "train.global_batch_size=4096",
+    ]));
+    assert_eq!(config["derived"]["grad_accum_steps"], 1);
+    assert!((config["derived"]["lr"].as_f64().unwrap() - 2.4e-3).abs() < 1e-12);
+}
+
+#[test]
+fn run_dry_run_writes_a_reproducible_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("images")).unwrap();
+    write(dir.path(), "e.yaml", MINIMAL_MAE);
+    let out = stdout(runner_in(dir.path()).args([
+        "run",
+        "e.yaml",
+        "--dry-run",
+        "--set",
+        "train.epochs=2",
+    ]));
+    assert!(out.starts_with("prepared runs/t"), "{out}");
+    let run = dir.path().join("runs/t");
+    for f in ["config.resolved.yaml", "provenance.yaml", "meta.json"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["status"], "prepared");
+    assert_eq!(meta["backend"], "flex");
+    assert_eq!(meta["runner_version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        meta["command_line"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "train.epochs=2")
+    );
+    assert!(meta["git"].is_null(), "a temp dir is no git work tree");
+    assert!(meta["hostname"].as_str().is_some_and(|h| !h.is_empty()));
+    let provenance = std::fs::read_to_string(run.join("provenance.yaml")).unwrap();
+    assert!(
+        provenance.contains("epochs: 2")
+            && provenance.contains("# command line --set train.epochs=2"),
+        "{provenance}"
+    );
+
+    // The resolved config reproduces the run's configuration.
+    let again = stdout(runner_in(dir.path()).args([
+        "show",
+        "runs/t/config.resolved.yaml",
+        "--format",
+        "json",
+    ]));
+    let orig = stdout(runner_in(dir.path()).args([
+        "show",
+        "e.yaml",
+        "--format",
+        "json",
+        "--set",
+        "train.epochs=2",
+    ]));
+    assert_eq!(again, orig);
+
+    // A prepared directory may be prepared again; one that holds a run may not.
+    stdout(runner_in(dir.path()).args(["run", "e.yaml", "--dry-run"]));
+    let text = std::fs::read_to_string(run.join("meta.json"))
+        .unwrap()
+        .replace("\"prepared\"", "\"running\"");
+    std::fs::write(run.join("meta.json"), text).unwrap();
+    let (code, err) = failure(runner_in(dir.path()).args(["run", "e.yaml", "--dry-run"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("already holds a run") && err.contains("resume=auto"),
+        "{err}"
+    );
+    stdout(runner_in(dir.path()).args(["run", "e.yaml", "--dry-run", "--set", "resume=auto"]));
+}
+
+#[test]
+fn run_checks_the_machine_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "e.yaml", MINIMAL_MAE);
+    let (code, err) = failure(runner_in(dir.path()).args(["run", "e.yaml", "--dry-run"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("image data `images` does not exist") && err.contains("e.yaml:4:3"),
+        "{err}"
+    );
+    assert!(!dir.path().join("runs").exists());
+    // validate judges the config only; --strict adds the machine checks.
+    stdout(runner_in(dir.path()).args(["validate", "e.yaml", "--profile", "8xA100"]));
+    let (code, err) = failure(runner_in(dir.path()).args([
+        "validate",
+        "--strict",
+        "e.yaml",
+        "--profile",
+        "8xA100",
+    ]));
+    assert_eq!(code, 2);
+    assert!(err.contains("built without the `tch` backend"), "{err}");
+}
+
+#[test]
+fn run_without_dry_run_says_training_is_not_there_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("images")).unwrap();
+    write(dir.path(), "e.yaml", MINIMAL_MAE);
+    let (code, err) = failure(runner_in(dir.path()).args(["run", "e.yaml"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("training engine is not part of this runner build yet"),
+        "{err}"
+    );
+    assert!(!dir.path().join("runs").exists(), "nothing is created");
+}
+
+#[test]
+fn init_writes_a_starter_that_validates_for_every_job() {
+    let dir = tempfile::tempdir().unwrap();
+    for job in ["mae", "text_classification", "causal_vae"] {
+        let path = dir.path().join(format!("{job}.yaml"));
+        stdout(runner_in(dir.path()).args(["init", job]).arg(&path));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema="),
+            "{text}"
+        );
+        assert!(
+            text.contains("# grad_accum_steps:")
+                && text.contains("# mask_ratio: 0.75") == (job == "mae"),
+            "{text}"
+        );
+        stdout(runner_in(dir.path()).arg("validate").arg(&path));
+        let (code, err) = failure(runner_in(dir.path()).args(["init", job]).arg(&path));
+        assert_eq!(code, 1);
+        assert!(err.contains("never overwrites"), "{err}");
+    }
+}
+
+#[test]
+fn profiles_lists_every_preset_with_its_description() {
+    let out = stdout(runner().arg("profiles"));
+    for name in [
+        "cpu",
+        "1xRTX3090",
+        "1xA100",
+        "8xA100",
+        "2x8xH100",
+        "tpu-v4-8",
+        "huge-model",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name}:\n{out}"));
+        assert!(line.len() > name.len() + 20, "{line}");
+    }
+}
+
+#[test]
+fn presets_hold_only_hardware_precision_loader_and_batch_keys() {
+    for entry in std::fs::read_dir(repo().join("presets")).unwrap() {
+        let path = entry.unwrap().path();
+        let table: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(
+            table
+                .get("description")
+                .and_then(|d| d.as_str())
+                .is_some_and(|d| !d.is_empty()),
+            "{path:?}"
+        );
+        for (section, value) in &table {
+            match section.as_str() {
+                "description" | "hardware" | "precision" | "loader" => {}
+                "train" | "eval" => {
+                    for key in value.as_table().unwrap().keys() {
+                        assert!(
+                            [
+                                "per_device_batch_size",
+                                "grad_accum_steps",
+                                "gradient_checkpointing"
+                            ]
+                            .contains(&key.as_str()),
+                            "{path:?}: {section}.{key} is not a batch/memory key"
+                        );
+                    }
+                }
+                other => panic!("{path:?}: section {other} does not belong in a hardware profile"),
+            }
+        }
+    }
+}
+
+#[test]
+fn the_binary_works_outside_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "e.toml",
+        "name = \"t\"\njob = \"mae\"\nprofile = [\"cpu\"]\n[data]\npath = \"x\"\n[optimizer]\nlr = 0.001\n",
+    );
+    let (_, sources) = explain(runner_in(dir.path()).args(["show", "e.toml"]));
+    assert_eq!(
+        sources["hardware.backend"],
+        "profile cpu (<built-in>/cpu.toml:5:1)"
+    );
+    let out = stdout(runner_in(dir.path()).arg("profiles"));
+    assert!(out.contains("[built in]"), "{out}");
+}
+
+#[test]
+fn completions_for_common_shells() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = stdout(runner().args(["completions", shell]));
+        assert!(
+            out.contains("validate") && out.contains("profile") && out.contains("explain"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn help_comes_from_the_doc_comments() {
+    let out = stdout(runner().args(["show", "--help"]));
+    assert!(
+        out.contains("--explain") && out.contains("layer that set it"),
+        "{out}"
+    );
+}

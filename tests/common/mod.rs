@@ -1,0 +1,63 @@
+//! Helpers shared by the integration tests: the real binary, with a clean environment.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `runner` with no inherited `RUNNER_*` variables, run from `dir`.
+pub fn runner_in(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("runner").expect("binary builds");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RUNNER_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(dir);
+    cmd
+}
+
+/// `runner` run from the repository root.
+pub fn runner() -> Command {
+    runner_in(&repo())
+}
+
+pub fn stdout(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Runs and returns (exit code, stderr).
+pub fn failure(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `show --format json --explain` → (config, sources).
+pub fn explain(cmd: &mut Command) -> (serde_json::Value, serde_json::Value) {
+    let text = stdout(cmd.args(["--format", "json", "--explain"]));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    (v["config"].clone(), v["sources"].clone())
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub const MINIMAL_MAE: &str =
+    "name: t\njob: mae\ndata:\n  path: images\noptimizer:\n  lr: 1.0e-3\n";
