@@ -72,7 +72,7 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
         .tensor_parallel
         .saturating_mul(hw.pipeline_parallel)
         .max(1);
-    if world_size % model_parallel != 0 {
+    if !world_size.is_multiple_of(model_parallel) {
         err(
             "hardware.tensor_parallel",
             "batch-arithmetic",
@@ -159,15 +159,15 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
         (Some(lr), None) => Some(lr),
         (None, Some(b)) => Some(b * global_batch_size as f64 / 256.0),
     };
-    if let Some(lr) = lr {
-        if opt.min_lr > lr {
-            err(
-                "optimizer.min_lr",
-                "lr",
-                format!("min_lr {} is above the peak learning rate {lr}", opt.min_lr),
-                "min_lr is the floor the schedule decays to; make it smaller than lr".into(),
-            );
-        }
+    if let Some(lr) = lr
+        && opt.min_lr > lr
+    {
+        err(
+            "optimizer.min_lr",
+            "lr",
+            format!("min_lr {} is above the peak learning rate {lr}", opt.min_lr),
+            "min_lr is the floor the schedule decays to; make it smaller than lr".into(),
+        );
     }
 
     // --- schedule length
@@ -193,28 +193,30 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
         (None, None, Some(_)) => None,
         (None, None, None) => Some(0),
     };
-    if let (Some(w), Some(t)) = (warmup_steps, total_steps) {
-        if w >= t && w > 0 {
-            err(
-                "scheduler.warmup_steps",
-                "warmup",
-                format!("warmup ({w} steps) is not shorter than training ({t} steps)"),
-                "shorten the warmup or train longer".into(),
-            );
-        }
+    if let (Some(w), Some(t)) = (warmup_steps, total_steps)
+        && w >= t
+        && w > 0
+    {
+        err(
+            "scheduler.warmup_steps",
+            "warmup",
+            format!("warmup ({w} steps) is not shorter than training ({t} steps)"),
+            "shorten the warmup or train longer".into(),
+        );
     }
-    if let (Some(we), None) = (sched.warmup_epochs, train.max_steps) {
-        if we >= f64::from(train.epochs) && we > 0.0 {
-            err(
-                "scheduler.warmup_epochs",
-                "warmup",
-                format!(
-                    "warmup ({we} epochs) is not shorter than training ({} epochs)",
-                    train.epochs
-                ),
-                "shorten the warmup or train more epochs".into(),
-            );
-        }
+    if let (Some(we), None) = (sched.warmup_epochs, train.max_steps)
+        && we >= f64::from(train.epochs)
+        && we > 0.0
+    {
+        err(
+            "scheduler.warmup_epochs",
+            "warmup",
+            format!(
+                "warmup ({we} epochs) is not shorter than training ({} epochs)",
+                train.epochs
+            ),
+            "shorten the warmup or train more epochs".into(),
+        );
     }
     if train.max_steps.is_none() && train.start_epoch >= train.epochs {
         err(
@@ -295,7 +297,7 @@ fn job_checks(exp: &Experiment, layers: &Layers, diags: &mut Vec<Diagnostic>) ->
     let mut err = |key: &str, msg: String, help: String| {
         diags.push(layers.diag_at(key, Diagnostic::error("shape", msg).help(help)));
     };
-    let divides = |a: u32, b: u32| b != 0 && a % b == 0;
+    let divides = |a: u32, b: u32| b != 0 && a.is_multiple_of(b);
     match (&exp.model, &exp.data) {
         (ModelConfig::Mae(m), DataConfig::Mae(d)) => {
             let dims = m.dims();
@@ -541,21 +543,17 @@ fn check_placeholders(
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         let Some(len) = rest[start..].find('}') else {
-            diags.push(
-                layers.diag_at(
-                    key,
-                    Diagnostic::error("value", format!("`{key}` has an unclosed `{{`")).help(
-                        format!(
+            diags.push(layers.diag_at(
+                key,
+                Diagnostic::error("value", format!("`{key}` has an unclosed `{{`")).help(format!(
                             "placeholders are {}",
                             allowed
                                 .iter()
                                 .map(|a| format!("{{{a}}}"))
                                 .collect::<Vec<_>>()
                                 .join(", ")
-                        ),
-                    ),
-                ),
-            );
+                        )),
+            ));
             return;
         };
         let name = &rest[start + 1..start + len];

@@ -344,12 +344,12 @@ fn load_profile(
     };
     // A profile's `description` describes the profile, not the experiment.
     layer.dict.remove("description");
-    if layer.dict.contains_key("profile") {
-        if let LayerKind::File { path, spans, role } = &layer.kind {
-            return Err(Diagnostic::error("profile", "profiles cannot include other profiles")
+    if layer.dict.contains_key("profile")
+        && let LayerKind::File { path, spans, role } = &layer.kind
+    {
+        return Err(Diagnostic::error("profile", "profiles cannot include other profiles")
                 .origin(Origin::File { role: role.clone(), path: path.clone(), pos: spans.find("profile") })
                 .help("remove `profile` from the profile and list every profile with --profile, lowest first"));
-        }
     }
     Ok(layer)
 }

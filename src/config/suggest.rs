@@ -334,6 +334,16 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
     ("task_name", Hf, Key("data.task", None)),
     ("max_seq_length", Hf, Key("data.max_seq_length", None)),
     ("num_cores", Hf, Key("hardware.nproc_per_node", None)),
+    (
+        "rdzv_endpoint",
+        Hf,
+        Key(
+            "hardware.master_addr",
+            Some(
+                "torchrun's `HOST:PORT` becomes hardware.master_addr: HOST and hardware.master_port: PORT",
+            ),
+        ),
+    ),
     // Open-Sora-Plan train_causalvae.py (seed 004)
     ("exp_name", Osp, Key("name", None)),
     ("precision", Osp, Key("precision.dtype", None)),
@@ -482,12 +492,12 @@ pub fn unknown_key_help(parent: &str, leaf: &str, known: &[String]) -> Option<St
     };
     let path = path.as_str();
     // `train.epochs: 3` written as one key with a dot in it.
-    if let Some((head, tail)) = leaf.split_once('.') {
-        if known.iter().any(|k| k == path) {
-            return Some(format!(
-                "`{leaf}` is one key with a dot in its name; nest it: `{head}:` with `{tail}:` indented below"
-            ));
-        }
+    if let Some((head, tail)) = leaf.split_once('.')
+        && known.iter().any(|k| k == path)
+    {
+        return Some(format!(
+            "`{leaf}` is one key with a dot in its name; nest it: `{head}:` with `{tail}:` indented below"
+        ));
     }
     if let Some((tool, alias)) = alias(leaf) {
         return Some(match alias {
