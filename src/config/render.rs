@@ -134,7 +134,7 @@ fn toml_scalar(v: &Json) -> String {
             (.., Some(f)) => toml::Value::Float(f).to_string(),
             _ => n.to_string(),
         },
-        Json::Null => "\"\"".into(), // not produced: the config serializes no nulls
+        Json::Null => unreachable!("nulls are filtered out before"),
         Json::Object(_) => "{}".into(),
     }
 }
@@ -144,7 +144,8 @@ fn toml_text(v: &Json, origin: Option<&dyn Fn(&str) -> String>) -> String {
     fn table(v: &Json, path: &str, origin: Option<&dyn Fn(&str) -> String>, out: &mut String) {
         let Json::Object(map) = v else { return };
         let is_table = |c: &Json| matches!(c, Json::Object(m) if !m.is_empty());
-        for (k, child) in map.iter().filter(|(_, c)| !is_table(c)) {
+        // TOML has no null: unset optional keys are left out.
+        for (k, child) in map.iter().filter(|(_, c)| !is_table(c) && !c.is_null()) {
             let p = if path.is_empty() {
                 k.clone()
             } else {

@@ -18,7 +18,7 @@ pub struct Experiment {
     pub name: String,
 
     /// Free-text description of the experiment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub description: Option<String>,
 
     /// What is trained: `mae` (masked-autoencoder image pretraining), `text_classification`
@@ -38,20 +38,20 @@ pub struct Experiment {
 
     /// Continue a killed run: a checkpoint path, or `auto` for the newest checkpoint in
     /// `output_dir` (starting fresh when there is none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(length(min = 1))]
     pub resume: Option<String>,
 
     /// Initialise model weights (only weights: no optimizer, step or data position) from a
     /// safetensors file (Open-Sora-Plan `--load_from_checkpoint`, HF `--model_name_or_path`).
     /// When `resume` finds a checkpoint, the checkpoint wins.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(length(min = 1))]
     pub init_from: Option<String>,
 
     /// Profiles (names from `presets/` or paths) applied below this file when the command
     /// line names none with `--profile`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub profile: Vec<String>,
 
     /// Model architecture; its keys depend on `job`. Optional: every key has a default.

@@ -128,7 +128,6 @@ pub struct HardwareConfig {
     pub master_port: u16,
     /// `nccl` (CUDA) or `gloo` (CPU); default: `nccl` on CUDA, `gloo` otherwise
     /// (Megatron `--distributed-backend`, HF `ddp_backend`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dist_backend: Option<DistBackend>,
     /// Tensor-model-parallel size (Megatron `--tensor-model-parallel-size`).
     #[schemars(range(min = 1))]

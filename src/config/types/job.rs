@@ -142,31 +142,31 @@ pub struct MaeModel {
     #[serde(default)]
     pub norm_pix_loss: bool,
     /// Side of a square patch in pixels (default from `arch`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub patch_size: Option<u32>,
     /// Encoder width (default from `arch`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub embed_dim: Option<u32>,
     /// Encoder blocks (default from `arch`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub depth: Option<u32>,
     /// Encoder attention heads; must divide `embed_dim` (default from `arch`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub num_heads: Option<u32>,
     /// Decoder width (default from `arch`: 512 for the paper's sizes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub decoder_embed_dim: Option<u32>,
     /// Decoder blocks (default from `arch`: 8 for the paper's sizes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub decoder_depth: Option<u32>,
     /// Decoder attention heads; must divide `decoder_embed_dim` (default from `arch`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub decoder_num_heads: Option<u32>,
 }
@@ -234,32 +234,32 @@ pub struct TextModel {
     pub arch: BertArch,
     /// Number of classes (default from `data.task`: 3 for MNLI's entailment, neutral and
     /// contradiction, 2 for the other GLUE classification tasks).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 2))]
     pub num_labels: Option<u32>,
     /// Width of the encoder (default from `arch`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub hidden_size: Option<u32>,
     /// Transformer layers (default from `arch`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub num_layers: Option<u32>,
     /// Attention heads; must divide `hidden_size` (default from `arch`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub num_heads: Option<u32>,
     /// Width of the feed-forward layer (default from `arch`: 4 × `hidden_size`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub intermediate_size: Option<u32>,
     /// Longest sequence the position embeddings cover; at least `data.max_seq_length`
     /// (default from `arch`: 512).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub max_position_embeddings: Option<u32>,
     /// Dropout probability of hidden states and attention (default from `arch`: 0.1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1.0))]
     pub dropout: Option<f64>,
 }
@@ -355,21 +355,21 @@ pub struct CausalVaeModel {
     #[serde(default = "vae_defaults::arch")]
     pub arch: CausalVaeArch,
     /// Channels of the latent (default from `arch`: 4).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub latent_channels: Option<u32>,
     /// Channels of the first encoder stage (default from `arch`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub base_channels: Option<u32>,
     /// Frames per latent frame after the first (default from `arch`: 4); `data.num_frames`
     /// must be 1 + a multiple of it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub temporal_compression: Option<u32>,
     /// Pixels per latent pixel along each side (default from `arch`: 8); `data.resolution`
     /// must be a multiple of it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     #[schemars(range(min = 1))]
     pub spatial_compression: Option<u32>,
     /// Weight of the KL term against the reconstruction term.

@@ -45,13 +45,13 @@ pub struct TrainConfig {
     /// Micro-batches whose gradients are summed before one optimizer step (MAE
     /// `--accum_iter`, HF `gradient_accumulation_steps`). Default 1, or derived from
     /// `global_batch_size` when that is given.
-    #[serde(skip_serializing_if = "Option::is_none")]
+
     #[schemars(range(min = 1))]
     pub grad_accum_steps: Option<u32>,
     /// Samples per optimizer step over all data-parallel ranks (Megatron
     /// `--global-batch-size`) = per_device_batch_size × grad_accum_steps × data-parallel size.
     /// Derived when absent; when given without `grad_accum_steps`, that is derived from it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+
     #[schemars(range(min = 1))]
     pub global_batch_size: Option<u64>,
     /// Passes over the training set (MAE `--epochs`, HF `num_train_epochs`).
@@ -59,7 +59,7 @@ pub struct TrainConfig {
     pub epochs: u32,
     /// Stop after this many optimizer steps, whatever `epochs` says (HF `max_steps`,
     /// Megatron `--train-iters`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+
     #[schemars(range(min = 1))]
     pub max_steps: Option<u64>,
     /// Epoch to start counting from (MAE `--start_epoch`); a resumed run takes it from the
@@ -117,11 +117,11 @@ pub struct OptimizerConfig {
     pub name: OptimizerName,
     /// Peak learning rate (MAE `--lr`, HF `learning_rate`, Megatron `--lr`, Open-Sora-Plan
     /// `--start_learning_rate`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+
     #[schemars(extend("exclusiveMinimum" = 0.0))]
     pub lr: Option<f64>,
     /// Learning rate per 256 samples: lr = base_lr × global_batch_size / 256 (MAE `--blr`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+
     #[schemars(extend("exclusiveMinimum" = 0.0))]
     pub base_lr: Option<f64>,
     /// Floor of the schedule (MAE `--min_lr`, Megatron `--min-lr`).
@@ -174,21 +174,20 @@ pub struct SchedulerConfig {
     /// `lr_scheduler_type`, Megatron `--lr-decay-style`).
     pub style: SchedulerStyle,
     /// Warmup length in optimizer steps (HF `warmup_steps`, Megatron `--lr-warmup-iters`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_steps: Option<u64>,
     /// Warmup length in epochs, fractions allowed (MAE `--warmup_epochs`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+
     #[schemars(range(min = 0.0))]
     pub warmup_epochs: Option<f64>,
     /// Warmup length as a fraction of all steps (HF `warmup_ratio`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+
     #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1.0))]
     pub warmup_ratio: Option<f64>,
     /// Learning rate at the first warmup step (Megatron `--lr-warmup-init`).
     #[schemars(range(min = 0.0))]
     pub warmup_init_lr: f64,
     /// `wsd` only: fraction of training spent decaying (default 0.1).
-    #[serde(skip_serializing_if = "Option::is_none")]
+
     #[schemars(extend("exclusiveMinimum" = 0.0), range(max = 1.0))]
     pub decay_fraction: Option<f64>,
 }
@@ -272,7 +271,7 @@ pub struct EvalConfig {
     pub every_steps: u64,
     /// Samples per device per evaluation batch; default `train.per_device_batch_size`
     /// (HF `per_device_eval_batch_size`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+
     #[schemars(range(min = 1))]
     pub per_device_batch_size: Option<u32>,
 }
