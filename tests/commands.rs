@@ -271,15 +271,7 @@ fn init_writes_a_starter_that_validates_for_every_job() {
 #[test]
 fn profiles_lists_every_preset_with_its_description() {
     let out = stdout(runner().arg("profiles"));
-    for name in [
-        "cpu",
-        "1xRTX3090",
-        "1xA100",
-        "8xA100",
-        "2x8xH100",
-        "tpu-v4-8",
-        "huge-model",
-    ] {
+    for name in PRESETS {
         let line = out
             .lines()
             .find(|l| l.starts_with(&format!("{name} ")))

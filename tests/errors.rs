@@ -165,15 +165,7 @@ fn unknown_profiles_list_the_available_ones() {
         err.contains("unknown profile `8xA10`") && err.contains("did you mean `8xA100`?"),
         "{err}"
     );
-    for name in [
-        "cpu",
-        "1xRTX3090",
-        "1xA100",
-        "8xA100",
-        "2x8xH100",
-        "tpu-v4-8",
-        "huge-model",
-    ] {
+    for name in PRESETS {
         assert!(err.contains(name), "{name} missing from\n{err}");
     }
     let (code, err) =
@@ -208,6 +200,31 @@ fn inconsistent_batch_arithmetic() {
         err.contains("not a multiple of per_device_batch_size 8"),
         "{err}"
     );
+}
+
+#[test]
+fn absurd_batch_sizes_are_errors_not_clamped() {
+    // Found by the fuzzer: the derived accumulation used to be clamped to u32::MAX silently.
+    let dir = tempfile::tempdir().unwrap();
+    let err = validate(
+        dir.path(),
+        "e.yaml",
+        &format!(
+            "{MINIMAL_MAE}train:\n  per_device_batch_size: 2\n  global_batch_size: 4291385062655036262\n"
+        ),
+    );
+    assert!(
+        err.contains("accumulation steps per optimizer step, more than runner counts"),
+        "{err}"
+    );
+    let err = validate(
+        dir.path(),
+        "e.yaml",
+        &format!(
+            "{MINIMAL_MAE}train:\n  per_device_batch_size: 4294967295\n  grad_accum_steps: 4294967295\nhardware: {{backend: tch, nproc_per_node: 4294967295, nnodes: 2}}\n"
+        ),
+    );
+    assert!(err.contains("overflows"), "{err}");
 }
 
 #[test]

@@ -97,12 +97,22 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
 
     // --- batch arithmetic (Megatron's rule, with layer precedence when both are given)
     let per_step = u64::from(train.per_device_batch_size) * u64::from(data_parallel_size);
+    let pd = train.per_device_batch_size;
+    // per_step × accumulation, or an error when it does not fit a u64.
+    let global_of = |a: u32, err: &mut dyn FnMut(&str, &'static str, String, String)| -> u64 {
+        per_step.checked_mul(u64::from(a)).unwrap_or_else(|| {
+            err("train.grad_accum_steps", "batch-arithmetic",
+                format!("per_device_batch_size {pd} × grad_accum_steps {a} × data-parallel size {data_parallel_size} overflows"),
+                "use realistic batch sizes".into());
+            u64::MAX
+        })
+    };
     let (grad_accum_steps, global_batch_size) = match (
         train.grad_accum_steps,
         train.global_batch_size,
     ) {
         (None, None) => (1, per_step),
-        (Some(a), None) => (a, per_step * u64::from(a)),
+        (Some(a), None) => (a, global_of(a, &mut err)),
         (accum, Some(g)) => {
             let accum_rank = layers.rank_of("train.grad_accum_steps");
             let global_rank = layers.rank_of("train.global_batch_size");
@@ -110,31 +120,49 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
             // same layer, the two must agree; set below it, the global batch is recomputed.
             let derive_accum = accum.is_none() || global_rank > accum_rank;
             if derive_accum {
-                if per_step == 0 || g % per_step != 0 {
-                    err(
-                        "train.global_batch_size",
-                        "batch-arithmetic",
-                        format!(
-                            "global_batch_size {g} is not a multiple of per_device_batch_size {} × data-parallel size {data_parallel_size} = {per_step}",
-                            train.per_device_batch_size
-                        ),
-                        format!(
-                            "pick a global batch that is a multiple of {per_step} (e.g. {}), or change per_device_batch_size",
-                            (g / per_step.max(1)).max(1) * per_step
-                        ),
-                    );
-                    (1, g)
-                } else {
-                    (u32::try_from(g / per_step).unwrap_or(u32::MAX), g)
+                let accum = (per_step > 0 && g % per_step == 0)
+                    .then(|| u32::try_from(g / per_step).ok())
+                    .flatten();
+                match accum {
+                    Some(a) => (a, g),
+                    None if per_step > 0 && g % per_step == 0 => {
+                        err(
+                            "train.global_batch_size",
+                            "batch-arithmetic",
+                            format!(
+                                "global_batch_size {g} needs {} accumulation steps per optimizer step, more than runner counts",
+                                g / per_step
+                            ),
+                            format!(
+                                "lower global_batch_size or raise per_device_batch_size (now {pd})"
+                            ),
+                        );
+                        (1, g)
+                    }
+                    None => {
+                        err(
+                            "train.global_batch_size",
+                            "batch-arithmetic",
+                            format!(
+                                "global_batch_size {g} is not a multiple of per_device_batch_size {pd} × data-parallel size {data_parallel_size} = {per_step}"
+                            ),
+                            format!(
+                                "pick a global batch that is a multiple of {per_step} (e.g. {}), or change per_device_batch_size",
+                                (g / per_step.max(1)).max(1).saturating_mul(per_step)
+                            ),
+                        );
+                        (1, g)
+                    }
                 }
             } else {
                 let a = accum.unwrap_or(1);
-                if accum_rank == global_rank && per_step * u64::from(a) != g {
+                let product = global_of(a, &mut err);
+                if accum_rank == global_rank && product != g {
                     err("train.global_batch_size", "batch-arithmetic",
-                        format!("global_batch_size {g} ≠ per_device_batch_size {} × grad_accum_steps {a} × data-parallel size {data_parallel_size} = {}", train.per_device_batch_size, per_step * u64::from(a)),
+                        format!("global_batch_size {g} ≠ per_device_batch_size {pd} × grad_accum_steps {a} × data-parallel size {data_parallel_size} = {product}"),
                         "set only one of train.global_batch_size and train.grad_accum_steps, or make them agree".into());
                 }
-                (a, per_step * u64::from(a))
+                (a, product)
             }
         }
     };
@@ -540,41 +568,29 @@ fn check_placeholders(
     layers: &Layers,
     diags: &mut Vec<Diagnostic>,
 ) {
+    let help = format!(
+        "placeholders are {}",
+        allowed
+            .iter()
+            .map(|a| format!("{{{a}}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         let Some(len) = rest[start..].find('}') else {
-            diags.push(layers.diag_at(
-                key,
-                Diagnostic::error("value", format!("`{key}` has an unclosed `{{`")).help(format!(
-                            "placeholders are {}",
-                            allowed
-                                .iter()
-                                .map(|a| format!("{{{a}}}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )),
-            ));
+            let d = Diagnostic::error("value", format!("`{key}` has an unclosed `{{`")).help(help);
+            diags.push(layers.diag_at(key, d));
             return;
         };
         let name = &rest[start + 1..start + len];
         if !allowed.contains(&name) {
-            diags.push(
-                layers.diag_at(
-                    key,
-                    Diagnostic::error(
-                        "value",
-                        format!("`{key}` uses the unknown placeholder `{{{name}}}`"),
-                    )
-                    .help(format!(
-                        "placeholders are {}",
-                        allowed
-                            .iter()
-                            .map(|a| format!("{{{a}}}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                ),
-            );
+            let d = Diagnostic::error(
+                "value",
+                format!("`{key}` uses the unknown placeholder `{{{name}}}`"),
+            )
+            .help(help.clone());
+            diags.push(layers.diag_at(key, d));
         }
         rest = &rest[start + len + 1..];
     }

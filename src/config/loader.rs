@@ -42,6 +42,15 @@ pub struct Request {
 }
 
 impl Request {
+    /// How the command line's `--profile` arguments read, for origins.
+    fn profile_flag(&self) -> String {
+        self.profiles
+            .iter()
+            .map(|p| format!("--profile {p}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     pub fn with_process_env(mut self) -> Self {
         self.env = std::env::vars().collect();
         self
@@ -121,12 +130,7 @@ fn resolve_layer(req: &Request, file: Layer) -> Result<Resolved, Diagnostics> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let flag = req
-            .profiles
-            .iter()
-            .map(|p| format!("--profile {p}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let flag = req.profile_flag();
         layers.push(
             Layer::from_override("profile", &list, LayerKind::Cli { flag })
                 .map_err(Diagnostics::from)?,
@@ -251,12 +255,7 @@ fn profile_list(
     overrides: &[Layer],
 ) -> (Vec<(String, Option<PathBuf>)>, Option<Origin>) {
     if !req.profiles.is_empty() {
-        let flag = req
-            .profiles
-            .iter()
-            .map(|p| format!("--profile {p}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let flag = req.profile_flag();
         return (
             req.profiles.iter().map(|p| (p.clone(), None)).collect(),
             Some(Origin::Cli { flag }),

@@ -107,6 +107,30 @@ mod tests {
     }
 
     #[test]
+    fn every_optional_property_states_its_default() {
+        // Editors show defaults; a key that is neither required nor defaulted leaves users guessing.
+        let schema = experiment_schema().to_value();
+        let mut missing = vec![];
+        let mut check = |name: &str, obj: &Value| {
+            let required: Vec<&str> = obj["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            for (k, p) in obj["properties"].as_object().into_iter().flatten() {
+                let exempt = ["model", "derived"].contains(&k.as_str()) && name == "root";
+                if !required.contains(&k.as_str()) && p.get("default").is_none() && !exempt {
+                    missing.push(format!("{name}.{k}"));
+                }
+            }
+        };
+        check("root", &schema);
+        for (name, def) in schema["definitions"].as_object().unwrap() {
+            check(name, def);
+        }
+        assert!(missing.is_empty(), "keys without a default: {missing:?}");
+    }
+
+    #[test]
     fn every_property_is_documented() {
         // Editors show these descriptions; an undocumented key is a bug.
         fn walk(path: &str, v: &Value, missing: &mut Vec<String>) {

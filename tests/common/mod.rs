@@ -61,3 +61,14 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 pub const MINIMAL_MAE: &str =
     "name: t\njob: mae\ndata:\n  path: images\noptimizer:\n  lr: 1.0e-3\n";
+
+/// The presets the repository ships.
+pub const PRESETS: [&str; 7] = [
+    "cpu",
+    "1xRTX3090",
+    "1xA100",
+    "8xA100",
+    "2x8xH100",
+    "tpu-v4-8",
+    "huge-model",
+];
