@@ -1,0 +1,3 @@
+//! The training engine's backend-independent parts.
+
+pub mod schedule;
