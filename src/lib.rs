@@ -8,5 +8,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod jobs;
 pub mod rundir;
 pub mod train;
