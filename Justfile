@@ -12,6 +12,7 @@ build:
 
 # The whole test suite (the README's test command; .ci/run calls the same).
 test:
+    python3 -m pip install --quiet tensorboard==2.21.0
     cargo test --locked
 
 # Resolve, validate and print the tiny MNLI experiment with the layer behind every value.

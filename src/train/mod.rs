@@ -1,3 +1,4 @@
 //! The training engine's backend-independent parts.
 
 pub mod schedule;
+pub mod tensorboard;
