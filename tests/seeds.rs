@@ -33,17 +33,17 @@ fn arguments(text: &str) -> Vec<String> {
     }
     for line in text.lines() {
         let trimmed = line.trim_start();
-        if line.len() > trimmed.len() {
-            if let Some((name, _)) = trimmed.split_once('=') {
-                if !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-                    out.push(name.to_string());
-                }
-            }
+        if line.len() > trimmed.len()
+            && let Some((name, _)) = trimmed.split_once('=')
+            && !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        {
+            out.push(name.to_string());
         }
-        if let Some(rest) = line.strip_prefix("### ") {
-            if let Some((name, _)) = rest.split_once(" - ") {
-                out.push(name.trim().to_string());
-            }
+        if let Some(rest) = line.strip_prefix("### ")
+            && let Some((name, _)) = rest.split_once(" - ")
+        {
+            out.push(name.trim().to_string());
         }
     }
     out.sort();
