@@ -1,0 +1,167 @@
+//! Gradient clipping by the global L2 norm over all parameters, as PyTorch's
+//! `clip_grad_norm_` does (burn's `GradientClipping::Norm` clips each tensor on its own).
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+
+/// Scales `grads` so that their global norm is at most `max_norm` (no clipping when
+/// `max_norm` is 0) and returns them with the norm before clipping. The coefficient is
+/// `max_norm / (norm + 1e-6)`, capped at 1, exactly PyTorch's.
+pub fn clip_global_norm<M: Module>(
+    model: &M,
+    mut grads: GradientsParams,
+    max_norm: f64,
+) -> (GradientsParams, f64) {
+    let norm = global_norm(model, &grads);
+    if max_norm > 0.0 {
+        let coef = max_norm / (norm + 1e-6);
+        if coef < 1.0 {
+            struct Scale<'a> {
+                grads: &'a mut GradientsParams,
+                coef: f32,
+            }
+            impl ModuleVisitor for Scale<'_> {
+                fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                    if let Some(g) = self.grads.remove::<D>(p.id) {
+                        self.grads.register::<D>(p.id, g.mul_scalar(self.coef));
+                    }
+                }
+            }
+            model.visit(&mut Scale {
+                grads: &mut grads,
+                coef: coef as f32,
+            });
+        }
+    }
+    (grads, norm)
+}
+
+/// sqrt(Σ g²) over every parameter's gradient, summed in the module's fixed visiting order
+/// (so the result is the same run to run) and read back once.
+pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
+    struct SumSquares<'a> {
+        grads: &'a GradientsParams,
+        acc: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SumSquares<'_> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(p.id) {
+                let s = g.square().sum();
+                self.acc = Some(match self.acc.take() {
+                    Some(a) => a + s,
+                    None => s,
+                });
+            }
+        }
+    }
+    let mut v = SumSquares { grads, acc: None };
+    model.visit(&mut v);
+    v.acc
+        .map_or(0.0, |sq| f64::from(sq.into_scalar::<f32>()).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::{Linear, LinearConfig};
+    use burn::prelude::*;
+
+    use super::*;
+
+    #[derive(Module, Debug)]
+    struct Two {
+        a: Linear,
+        b: Linear,
+    }
+
+    fn grads_of(model: &Two, device: &Device) -> GradientsParams {
+        let x = Tensor::<2>::from_floats([[1.0, -2.0, 3.0], [0.5, 0.25, -1.0]], device);
+        let loss = model.b.forward(model.a.forward(x)).powf_scalar(2.0).sum();
+        GradientsParams::from_grads(loss.backward(), model)
+    }
+
+    fn flat(model: &Two, grads: &GradientsParams) -> Vec<f32> {
+        let mut out = Vec::new();
+        for id in [model.a.weight.id, model.b.weight.id] {
+            out.extend(
+                grads
+                    .get::<2>(id)
+                    .unwrap()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .unwrap(),
+            );
+        }
+        for id in [
+            model.a.bias.as_ref().unwrap().id,
+            model.b.bias.as_ref().unwrap().id,
+        ] {
+            out.extend(
+                grads
+                    .get::<1>(id)
+                    .unwrap()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .unwrap(),
+            );
+        }
+        out
+    }
+
+    fn setup() -> (std::sync::MutexGuard<'static, ()>, Two, Device) {
+        let (guard, device) = crate::train::backend::seeded_test_device(3);
+        let model = Two {
+            a: LinearConfig::new(3, 5).init(&device),
+            b: LinearConfig::new(5, 2).init(&device),
+        };
+        (guard, model, device)
+    }
+
+    #[test]
+    fn norm_is_over_all_parameters_together() {
+        let (_guard, model, device) = setup();
+        let grads = grads_of(&model, &device);
+        let want = flat(&model, &grads)
+            .iter()
+            .map(|g| f64::from(*g).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let got = global_norm(&model, &grads);
+        assert!((got - want).abs() < 1e-4 * want, "{got} vs {want}");
+    }
+
+    #[test]
+    fn clipping_scales_every_gradient_by_one_coefficient() {
+        let (_guard, model, device) = setup();
+        let before = flat(&model, &grads_of(&model, &device));
+        let (clipped, norm) = clip_global_norm(&model, grads_of(&model, &device), 0.5);
+        assert!(
+            norm > 0.5,
+            "the test needs a norm above the threshold, got {norm}"
+        );
+        let after = flat(&model, &clipped);
+        let coef = 0.5 / (norm + 1e-6);
+        for (b, a) in before.iter().zip(&after) {
+            assert!(
+                (f64::from(*a) - f64::from(*b) * coef).abs() < 1e-5,
+                "{b} → {a}"
+            );
+        }
+        let new_norm = after
+            .iter()
+            .map(|g| f64::from(*g).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!((new_norm - 0.5).abs() < 1e-4, "{new_norm}");
+    }
+
+    #[test]
+    fn small_gradients_and_zero_threshold_are_left_alone() {
+        let (_guard, model, device) = setup();
+        let before = flat(&model, &grads_of(&model, &device));
+        let (same, _) = clip_global_norm(&model, grads_of(&model, &device), 1e9);
+        assert_eq!(flat(&model, &same), before);
+        let (off, _) = clip_global_norm(&model, grads_of(&model, &device), 0.0);
+        assert_eq!(flat(&model, &off), before);
+    }
+}
