@@ -248,7 +248,11 @@ fn validate(config: &ConfigArgs, strict: bool) -> Result<ExitCode> {
     };
     print_warnings(&resolved);
     if strict {
-        let problems = machine::machine_checks(&resolved.experiment, &resolved.layers);
+        let problems = machine::machine_checks(
+            &resolved.experiment,
+            &resolved.layers,
+            &crate::train::backend::check,
+        );
         if !problems.is_empty() {
             return Ok(report(&Diagnostics(problems), &config.experiment));
         }
@@ -280,7 +284,11 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     print_warnings(&resolved);
-    let problems = machine::machine_checks(&resolved.experiment, &resolved.layers);
+    let problems = machine::machine_checks(
+        &resolved.experiment,
+        &resolved.layers,
+        &crate::train::backend::check,
+    );
     if !problems.is_empty() {
         return Ok(report(&Diagnostics(problems), &config.experiment));
     }

@@ -228,7 +228,10 @@ fn run_checks_the_machine_before_any_work() {
         "8xA100",
     ]));
     assert_eq!(code, 2);
-    assert!(err.contains("built without the `tch` backend"), "{err}");
+    assert!(
+        err.contains("built without the libtorch (`tch`) backend"),
+        "{err}"
+    );
 }
 
 #[test]

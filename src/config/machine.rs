@@ -8,12 +8,16 @@ use super::diagnostic::Diagnostic;
 use super::layers::Layers;
 use super::types::*;
 
-/// Backends compiled into this binary.
-pub fn compiled_backends() -> &'static [Backend] {
-    &[Backend::Flex]
-}
+/// Whether this binary can train on a hardware section, and if not why. The answer belongs
+/// to the engine (`train::backend::training_device`, the one place devices are made); the
+/// caller passes it in so that config stays free of burn.
+pub type DeviceCheck<'a> = &'a dyn Fn(&HardwareConfig) -> Result<(), String>;
 
-pub fn machine_checks(exp: &Experiment, layers: &Layers) -> Vec<Diagnostic> {
+pub fn machine_checks(
+    exp: &Experiment,
+    layers: &Layers,
+    device_check: DeviceCheck<'_>,
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut need = |key: &str, path: &str, what: &str| {
         let p = Path::new(path);
@@ -44,22 +48,15 @@ pub fn machine_checks(exp: &Experiment, layers: &Layers) -> Vec<Diagnostic> {
     if let Some(resume) = exp.resume.as_deref().filter(|r| *r != "auto") {
         need("resume", resume, "checkpoint");
     }
-    let hw = &exp.hardware;
-    if hw.device == Device::Tpu {
-        out.push(layers.diag_at(
-            "hardware.device",
-            Diagnostic::error("unsupported", "no runner backend drives TPUs (burn has no XLA backend; libtorch needs torch_xla)")
-                .help("train with a CUDA or CPU profile"),
-        ));
-    } else if !compiled_backends().contains(&hw.backend) {
-        out.push(layers.diag_at(
-            "hardware.backend",
-            Diagnostic::error(
-                "backend",
-                format!("this runner binary was built without the `{}` backend", hw.backend.as_str()),
-            )
-            .help("the libtorch engine (cargo feature `tch`) is not part of runner yet; use hardware.backend: flex on this machine (e.g. --profile cpu)"),
-        ));
+    if let Err(why) = device_check(&exp.hardware) {
+        let (key, help) = match exp.hardware.device {
+            Device::Tpu => ("hardware.device", "train with a CUDA or CPU profile"),
+            _ => (
+                "hardware.backend",
+                "the libtorch engine (cargo feature `tch`) is not part of runner yet; use hardware.backend: flex (e.g. --profile cpu)",
+            ),
+        };
+        out.push(layers.diag_at(key, Diagnostic::error("backend", why).help(help)));
     }
     out
 }

@@ -4,11 +4,20 @@ use burn::tensor::Device;
 
 use crate::config::types::{Backend, Device as DeviceKind, HardwareConfig};
 
+/// Whether this binary can train on `hw` (for `run`'s and `validate --strict`'s checks).
+pub fn check(hw: &HardwareConfig) -> Result<(), String> {
+    training_device(hw).map(|_| ())
+}
+
 /// The device training runs on (with autodiff), or why this binary cannot provide it.
 /// `validate` has already rejected combinations no build can run (flex on a GPU);
 /// what remains is what this build lacks.
 pub fn training_device(hw: &HardwareConfig) -> Result<Device, String> {
     match (hw.backend, hw.device) {
+        (_, DeviceKind::Tpu) => Err(
+            "no runner backend drives TPUs (burn has no XLA backend; libtorch needs torch_xla)"
+                .into(),
+        ),
         (Backend::Flex, DeviceKind::Cpu) => Ok(Device::flex().autodiff()),
         (Backend::Flex, other) => Err(format!(
             "the flex backend runs on the CPU only, not on `{other}`"
