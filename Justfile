@@ -15,10 +15,11 @@ test:
     python3 -m pip install --quiet tensorboard==2.21.0
     cargo test --locked
 
-# Resolve, validate and print the tiny MNLI experiment with the layer behind every value.
+# The tiny MNLI experiment: every value with its layer, then its run directory (dry run
+# until the training engine lands).
 tiny: build
-    ./target/release/runner validate experiments/mnli-tiny.yaml
     ./target/release/runner show experiments/mnli-tiny.yaml --explain
+    ./target/release/runner run experiments/mnli-tiny.yaml --dry-run
 
 # Regenerate schema/runner.schema.json and schema/profile.schema.json from the config types.
 schema:
