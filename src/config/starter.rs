@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value as Json;
 
-use super::suggest::schema_keys;
+use super::suggest::{SchemaKey, schema_keys};
 use super::types::JobKind;
 use super::validate::SCHEMA;
 
@@ -57,6 +57,16 @@ fn yaml_value(v: &Json) -> String {
     }
 }
 
+/// `# key: default` (just `# key:` for keys without one), commented out for the user to enable.
+fn commented_default(out: &mut String, indent: &str, key: &str, schema_key: &SchemaKey) {
+    let default = schema_key
+        .schema
+        .get("default")
+        .map(yaml_value)
+        .unwrap_or_default();
+    let _ = writeln!(out, "{}", format!("{indent}# {key}: {default}").trim_end());
+}
+
 /// The starter file. `schema_ref` is the `$schema` path editors should use.
 pub fn starter(job: JobKind, schema_ref: &str) -> String {
     let keys = schema_keys(&SCHEMA.json, Some(job.as_str()));
@@ -101,12 +111,7 @@ pub fn starter(job: JobKind, schema_ref: &str) -> String {
             wrap_comment(d, "", &mut out);
         }
         if children.is_empty() {
-            let default = top
-                .schema
-                .get("default")
-                .map(yaml_value)
-                .unwrap_or_default();
-            let _ = writeln!(out, "{}", format!("# {path}: {default}").trim_end());
+            commented_default(&mut out, "", path, top);
             continue;
         }
         let any_active = set.iter().any(|(k, _)| k.starts_with(&format!("{path}.")));
@@ -121,12 +126,7 @@ pub fn starter(job: JobKind, schema_ref: &str) -> String {
                     let _ = writeln!(out, "  {leaf}: {v}");
                 }
                 None => {
-                    let default = child
-                        .schema
-                        .get("default")
-                        .map(yaml_value)
-                        .unwrap_or_default();
-                    let _ = writeln!(out, "{}", format!("  # {leaf}: {default}").trim_end());
+                    commented_default(&mut out, "  ", leaf, child);
                 }
             }
         }
