@@ -1,9 +1,15 @@
-//! The training engine. Backend-independent parts (schedules, TensorBoard files) and the
-//! pieces of the loop built on burn (device selection, optimizer, clipping). The loop
-//! itself and the jobs' models arrive with the engine issue.
+//! The training engine: one loop (`trainer`) that every job plugs into through `job::Job`,
+//! and the pieces it is made of.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod clip;
+pub mod job;
+pub mod loader;
+pub mod metrics;
 pub mod optim;
+pub mod params;
+pub mod progress;
 pub mod schedule;
 pub mod tensorboard;
+pub mod trainer;

@@ -1,0 +1,56 @@
+//! The one interface between the trainer and a job (mae, text_classification, causal_vae).
+//!
+//! A job owns its data and its model type; the trainer owns everything else: order of the
+//! data, batching into optimizer steps, the optimizer, the schedule, checkpoints, metrics.
+//! Batches are assembled on the CPU by [`Job::train_batch`], possibly in loader worker threads,
+//! and only become tensors in [`Job::loss`] on the training thread.
+
+use std::path::Path;
+
+use anyhow::Result;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+/// Named scalar metrics of one held-out set, e.g. `("accuracy", 0.81)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalSet {
+    /// Short name of the set (a validation file's stem, e.g. `dev_matched`).
+    pub name: String,
+    pub metrics: Vec<(String, f64)>,
+}
+
+pub trait Job: Send + Sync + 'static {
+    type Model: Module;
+    /// A batch as plain host data, ready to be turned into tensors.
+    type Batch: Send + 'static;
+
+    /// Training examples.
+    fn train_len(&self) -> usize;
+
+    /// Assembles the training examples at `indices` (may run on a loader worker thread).
+    fn train_batch(&self, indices: &[usize]) -> Result<Self::Batch>;
+
+    /// Number of samples in a batch (the last one of an epoch may be short).
+    fn batch_len(batch: &Self::Batch) -> usize;
+
+    /// The model training starts from: freshly initialised (drawing from the device's seeded
+    /// RNG), plus whatever pretrained weights the job's own config names.
+    fn init_model(&self, device: &Device) -> Result<Self::Model>;
+
+    /// Loads weights only (`init_from`, or the job's own pretrained source) into `model`.
+    /// The default reads a safetensors file written by runner.
+    fn load_weights(&self, model: Self::Model, path: &Path) -> Result<Self::Model> {
+        crate::train::checkpoint::load_model_weights(model, path)
+    }
+
+    /// Mean loss over the batch, `[1]`, with autodiff when the model is in training mode.
+    fn loss(&self, model: &Self::Model, batch: Self::Batch, device: &Device) -> Result<Tensor<1>>;
+
+    /// Evaluates `model` (already in inference mode) on every held-out set.
+    fn evaluate(
+        &self,
+        model: &Self::Model,
+        device: &Device,
+        batch_size: usize,
+    ) -> Result<Vec<EvalSet>>;
+}

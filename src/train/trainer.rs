@@ -1,0 +1,469 @@
+//! The training loop shared by every job.
+//!
+//! One optimizer step: re-seed the RNG from `(seed, step)`; for each of `grad_accum_steps`
+//! micro-batches, the job's mean loss weighted by the micro-batch's share of the step's
+//! samples (so the summed gradient is the big batch's mean-loss gradient), backward, and
+//! accumulate; stop on a non-finite loss or gradient norm before touching the weights; clip
+//! the global norm; AdamW at the schedule's rate for this step. Then log, evaluate and
+//! checkpoint as configured. Everything a step depends on is a function of the step number
+//! and the checkpointed tensors, which is what makes a resumed run repeat the same curve.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::Device;
+use serde::Serialize;
+use serde_json::{Map, Value as Json, json};
+
+use super::checkpoint::{self, TrainState};
+use super::job::{EvalSet, Job};
+use super::loader::{Loader, Plan, check_plan};
+use super::metrics::Metrics;
+use super::progress::Progress;
+use super::schedule::{DEFAULT_WSD_DECAY_FRACTION, Schedule};
+use super::{clip, optim, params};
+use crate::config::derived::Derived;
+use crate::config::types::{Experiment, Strategy};
+use crate::rundir::write_atomic;
+
+pub const SUMMARY_FILE: &str = "summary.json";
+pub const FINAL_WEIGHTS: &str = "model.safetensors";
+
+/// How the RNG state at a step boundary is defined (recorded in checkpoints).
+const RNG_SCHEME: &str = "reseeded before every step from (seed, step)";
+
+pub struct Settings<'a> {
+    pub exp: &'a Experiment,
+    pub derived: &'a Derived,
+    pub run_dir: &'a Path,
+    /// Draw a live progress bar (a terminal, not `--quiet`, text logs).
+    pub live_bar: bool,
+}
+
+/// `summary.json`: how the run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub status: &'static str,
+    pub job: String,
+    pub steps: u64,
+    pub total_steps: u64,
+    pub epochs: f64,
+    pub samples: u64,
+    /// Seconds spent training, over all resumed segments.
+    pub train_seconds: f64,
+    pub samples_per_s: f64,
+    /// Mean training loss over the last logging interval.
+    pub final_loss: Option<f64>,
+    /// Last evaluation, by held-out set.
+    pub eval: Map<String, Json>,
+    pub weights: String,
+    pub last_checkpoint: Option<String>,
+    pub resumed_from: Option<String>,
+}
+
+/// The RNG seed of step `step`: SplitMix64 of the pair, so neighbouring steps and seeds get
+/// unrelated streams.
+fn step_seed(seed: u64, step: u64) -> u64 {
+    let mut z = seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summary> {
+    let exp = s.exp;
+    let job_name = exp.job.as_str();
+    let plan = Plan {
+        examples: job.train_len(),
+        batch_size: exp.train.per_device_batch_size as usize,
+        accum: s.derived.grad_accum_steps as usize,
+        drop_last: exp.loader.drop_last,
+        shuffle: exp.loader.shuffle,
+        seed: exp.seed,
+    };
+    check_plan(&plan)?;
+    let steps_per_epoch = plan.steps_per_epoch();
+    let total_steps = exp
+        .train
+        .max_steps
+        .unwrap_or(u64::from(exp.train.epochs) * steps_per_epoch);
+    let schedule = schedule(exp, s.derived, steps_per_epoch, total_steps)?;
+
+    // --- model, optimizer, and where to start
+    checkpoint::remove_partial(s.run_dir)?;
+    let resume = find_resume(exp, s.run_dir, job_name)?;
+    let _rng = super::backend::RNG_LOCK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    device.seed(exp.seed);
+    let mut model = params::with_path_ids(job.init_model(device)?);
+    let mut optim = optim::build(&exp.optimizer, &model);
+    let mut step = u64::from(exp.train.start_epoch) * steps_per_epoch;
+    let mut samples = 0u64;
+    let mut train_seconds = 0.0;
+    if let Some(loaded) = &resume {
+        let st = &loaded.state;
+        if st.steps_per_epoch != steps_per_epoch || st.total_steps != total_steps {
+            bail!(
+                "cannot resume from `{}`: it was written for {} steps per epoch and {} steps in all, \
+                 this configuration gives {steps_per_epoch} and {total_steps} (the data, batch size, \
+                 epochs or max_steps changed); start a new run instead",
+                loaded.dir.display(),
+                st.steps_per_epoch,
+                st.total_steps
+            );
+        }
+        model = loaded.load_model(model)?;
+        optim = loaded.load_optimizer(optim)?;
+        step = st.step;
+        samples = st.samples;
+        train_seconds = st.train_seconds;
+        tracing::info!("resuming from {} (step {step})", loaded.dir.display());
+    } else if let Some(init) = &exp.init_from {
+        model = job
+            .load_weights(model, Path::new(init))
+            .with_context(|| format!("init_from: cannot load `{init}`"))?;
+        tracing::info!("initialised weights from {init}");
+    }
+
+    let tb_dir = exp
+        .logging
+        .tensorboard
+        .then(|| PathBuf::from(&s.derived.logging_dir));
+    let mut metrics = Metrics::open(
+        s.run_dir,
+        tb_dir.as_deref(),
+        exp.logging.jsonl,
+        resume.as_ref().map(|r| r.state.step),
+    )?;
+    let progress = Progress::new(s.live_bar, total_steps, step);
+    let eval_batch = s.derived.eval_per_device_batch_size as usize;
+    let log_every = u64::from(exp.train.log_every_steps);
+    let clip_norm = exp.train.clip_grad_norm;
+
+    let mut last_eval: Option<(u64, Vec<EvalSet>)> = None;
+    let mut last_checkpoint: Option<(u64, PathBuf)> =
+        resume.as_ref().map(|r| (r.state.step, r.dir.clone()));
+    let mut final_loss = None;
+    let mut interval = Interval::new();
+    let mut lr = 0.0;
+
+    let evaluate = |model: &J::Model, step: u64, metrics: &mut Metrics| -> Result<Vec<EvalSet>> {
+        let started = Instant::now();
+        let sets = job.evaluate(&model.valid(), device, eval_batch)?;
+        let epoch = step as f64 / steps_per_epoch as f64;
+        metrics.eval(step, epoch, &sets)?;
+        progress.suspend(|| {
+            for set in &sets {
+                let shown: Vec<String> = set
+                    .metrics
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.4}"))
+                    .collect();
+                tracing::info!(
+                    "eval step {step} {}: {} ({:.1}s)",
+                    set.name,
+                    shown.join("  "),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        });
+        Ok(sets)
+    };
+
+    let segment_start = Instant::now();
+    let seconds_before = train_seconds;
+    while step < total_steps {
+        let epoch = step / steps_per_epoch;
+        let micro = plan.micro_batches(epoch);
+        let first_micro = ((step % steps_per_epoch) as usize) * plan.accum;
+        let steps_left_in_epoch =
+            (steps_per_epoch - step % steps_per_epoch).min(total_steps - step);
+        let wanted = (steps_left_in_epoch as usize * plan.accum).min(micro.len() - first_micro);
+        let groups: Vec<Vec<Vec<usize>>> = micro[first_micro..first_micro + wanted]
+            .chunks(plan.accum)
+            .map(<[Vec<usize>]>::to_vec)
+            .collect();
+        let mut loader = Loader::new(
+            job.clone(),
+            groups.iter().flatten().cloned().collect(),
+            exp.loader.num_workers as usize,
+            exp.loader.prefetch_factor as usize,
+        );
+        for group in &groups {
+            device.seed(step_seed(exp.seed, step));
+            let step_samples: usize = group.iter().map(Vec::len).sum();
+            let mut accumulator = GradientsAccumulator::<J::Model>::new();
+            let mut loss_value = 0.0f64;
+            for _ in group {
+                let batch = loader.next().context("the loader ended early")??;
+                let share = J::batch_len(&batch) as f64 / step_samples as f64;
+                let loss = job.loss(&model, batch, device)?.mul_scalar(share);
+                loss_value += f64::from(loss.clone().into_scalar::<f32>());
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                accumulator.accumulate(&model, grads);
+            }
+            let grads = accumulator.grads();
+            let (grads, grad_norm) = clip::clip_global_norm(&model, grads, clip_norm);
+            if !loss_value.is_finite() || !grad_norm.is_finite() {
+                let what = if loss_value.is_finite() {
+                    format!("the gradient norm is {grad_norm}")
+                } else {
+                    format!("the loss is {loss_value}")
+                };
+                bail!(
+                    "{what} at step {} (epoch {epoch}); training stopped before applying that update. \
+                     The last good checkpoint is {}. Lower optimizer.lr, set train.clip_grad_norm, \
+                     or check the data; continue from the checkpoint with `--set resume=auto`",
+                    step + 1,
+                    last_checkpoint
+                        .as_ref()
+                        .map(|(_, p)| format!("`{}`", p.display()))
+                        .unwrap_or_else(|| "none (no checkpoint was written yet)".into())
+                );
+            }
+            lr = schedule.lr(step);
+            model = optim.step(lr, model, grads);
+            step += 1;
+            samples += step_samples as u64;
+            interval.add(loss_value, grad_norm, step_samples);
+            let sps = interval.samples_per_s();
+            progress.step(step, loss_value, lr, sps);
+
+            let epoch_f = step as f64 / steps_per_epoch as f64;
+            if step.is_multiple_of(log_every) || step == total_steps {
+                let (loss, norm) = interval.means();
+                metrics.train(step, epoch_f, loss, lr, norm, sps)?;
+                progress.log_line(step, total_steps, epoch_f, loss, lr, sps);
+                final_loss = Some(loss);
+                interval = Interval::new();
+            }
+            let epoch_end = step.is_multiple_of(steps_per_epoch);
+            let due = |strategy: Strategy, every: u64| match strategy {
+                Strategy::No => false,
+                Strategy::Steps => step.is_multiple_of(every),
+                Strategy::Epoch => epoch_end,
+            };
+            if due(exp.eval.strategy, exp.eval.every_steps) {
+                last_eval = Some((step, evaluate(&model, step, &mut metrics)?));
+            }
+            if due(exp.checkpoint.strategy, exp.checkpoint.every_steps) {
+                let state = state(
+                    exp,
+                    &plan,
+                    step,
+                    total_steps,
+                    samples,
+                    lr,
+                    seconds_before + segment_start.elapsed().as_secs_f64(),
+                );
+                let dir =
+                    checkpoint::save(s.run_dir, &model, &optim, &state, exp.checkpoint.keep_last)?;
+                progress.suspend(|| tracing::info!("checkpoint {}", dir.display()));
+                last_checkpoint = Some((step, dir));
+            }
+        }
+    }
+
+    // --- the end: a last evaluation and checkpoint unless the loop just made them
+    if exp.eval.strategy != Strategy::No && last_eval.as_ref().is_none_or(|(s, _)| *s != step) {
+        last_eval = Some((step, evaluate(&model, step, &mut metrics)?));
+    }
+    train_seconds = seconds_before + segment_start.elapsed().as_secs_f64();
+    if exp.checkpoint.strategy != Strategy::No
+        && last_checkpoint.as_ref().is_none_or(|(s, _)| *s != step)
+    {
+        let state = state(exp, &plan, step, total_steps, samples, lr, train_seconds);
+        let dir = checkpoint::save(s.run_dir, &model, &optim, &state, exp.checkpoint.keep_last)?;
+        last_checkpoint = Some((step, dir));
+    }
+    let weights = s.run_dir.join(FINAL_WEIGHTS);
+    checkpoint::save_model_weights(&model, &weights)?;
+    progress.finish();
+
+    let mut eval = Map::new();
+    for set in last_eval.map(|(_, sets)| sets).unwrap_or_default() {
+        let m: Map<String, Json> = set
+            .metrics
+            .into_iter()
+            .map(|(k, v)| (k, json!(v)))
+            .collect();
+        eval.insert(set.name, Json::Object(m));
+    }
+    let summary = Summary {
+        status: "completed",
+        job: job_name.to_string(),
+        steps: step,
+        total_steps,
+        epochs: step as f64 / steps_per_epoch as f64,
+        samples,
+        train_seconds,
+        samples_per_s: if train_seconds > 0.0 {
+            samples as f64 / train_seconds
+        } else {
+            0.0
+        },
+        final_loss,
+        eval,
+        weights: weights.display().to_string(),
+        last_checkpoint: last_checkpoint.map(|(_, p)| p.display().to_string()),
+        resumed_from: resume.map(|r| r.dir.display().to_string()),
+    };
+    write_atomic(
+        &s.run_dir.join(SUMMARY_FILE),
+        &serde_json::to_vec_pretty(&summary)?,
+    )?;
+    Ok(summary)
+}
+
+fn state(
+    exp: &Experiment,
+    plan: &Plan,
+    step: u64,
+    total_steps: u64,
+    samples: u64,
+    lr: f64,
+    train_seconds: f64,
+) -> TrainState {
+    let spe = plan.steps_per_epoch();
+    TrainState {
+        format_version: checkpoint::FORMAT_VERSION,
+        job: exp.job.as_str().to_string(),
+        step,
+        epoch: step / spe,
+        next_micro_batch: (step % spe) * plan.accum as u64,
+        steps_per_epoch: spe,
+        micro_batches_per_epoch: plan.micro_batches_per_epoch() as u64,
+        total_steps,
+        samples,
+        seed: exp.seed,
+        rng: RNG_SCHEME.into(),
+        lr,
+        train_seconds,
+    }
+}
+
+/// The schedule once the number of steps is known from the data.
+fn schedule(
+    exp: &Experiment,
+    derived: &Derived,
+    steps_per_epoch: u64,
+    total: u64,
+) -> Result<Schedule> {
+    let sched = &exp.scheduler;
+    let warmup = if let Some(w) = sched.warmup_steps {
+        w as f64
+    } else if let Some(r) = sched.warmup_ratio {
+        // HF's Trainer: ceil(warmup_ratio × total steps).
+        (r * total as f64).ceil()
+    } else if let Some(e) = sched.warmup_epochs {
+        e * steps_per_epoch as f64
+    } else {
+        0.0
+    };
+    if warmup > 0.0 && warmup >= total as f64 {
+        bail!(
+            "warmup ({warmup} steps) is not shorter than training ({total} steps, {steps_per_epoch} per epoch); \
+             shorten scheduler.warmup_* or train longer"
+        );
+    }
+    Ok(Schedule {
+        style: sched.style,
+        peak: derived
+            .lr
+            .context("no learning rate (validation should have caught this)")?,
+        min_lr: exp.optimizer.min_lr,
+        warmup_init_lr: sched.warmup_init_lr,
+        warmup,
+        total: total as f64,
+        decay_fraction: sched.decay_fraction.unwrap_or(DEFAULT_WSD_DECAY_FRACTION),
+    })
+}
+
+/// The checkpoint `resume` points at, if any.
+fn find_resume(exp: &Experiment, run_dir: &Path, job: &str) -> Result<Option<checkpoint::Loaded>> {
+    let Some(resume) = &exp.resume else {
+        return Ok(None);
+    };
+    let dir = if resume == "auto" {
+        match checkpoint::list(run_dir)?.pop() {
+            Some((_, dir)) => dir,
+            None => {
+                tracing::info!(
+                    "resume: auto found no checkpoint in {}; starting fresh",
+                    run_dir.display()
+                );
+                return Ok(None);
+            }
+        }
+    } else {
+        let p = PathBuf::from(resume);
+        if p.join(checkpoint::DIR).is_dir() {
+            // A run directory: its newest checkpoint.
+            checkpoint::list(&p)?
+                .pop()
+                .map(|(_, d)| d)
+                .with_context(|| format!("resume: `{resume}` holds no complete checkpoint"))?
+        } else {
+            p
+        }
+    };
+    checkpoint::read(&dir, job).map(Some)
+}
+
+/// Running means between two log lines.
+struct Interval {
+    started: Instant,
+    steps: u64,
+    loss: f64,
+    grad_norm: f64,
+    samples: usize,
+}
+
+impl Interval {
+    fn new() -> Interval {
+        Interval {
+            started: Instant::now(),
+            steps: 0,
+            loss: 0.0,
+            grad_norm: 0.0,
+            samples: 0,
+        }
+    }
+    fn add(&mut self, loss: f64, grad_norm: f64, samples: usize) {
+        self.steps += 1;
+        self.loss += loss;
+        self.grad_norm += grad_norm;
+        self.samples += samples;
+    }
+    fn means(&self) -> (f64, f64) {
+        let n = self.steps.max(1) as f64;
+        (self.loss / n, self.grad_norm / n)
+    }
+    fn samples_per_s(&self) -> f64 {
+        let t = self.started.elapsed().as_secs_f64();
+        if t > 0.0 {
+            self.samples as f64 / t
+        } else {
+            0.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_seeds_differ() {
+        let seeds: std::collections::HashSet<u64> = (0..1000)
+            .map(|s| step_seed(42, s))
+            .chain((0..1000).map(|s| step_seed(43, s)))
+            .collect();
+        assert_eq!(seeds.len(), 2000);
+    }
+}
