@@ -378,6 +378,15 @@ fn job_checks(exp: &Experiment, layers: &Layers, diags: &mut Vec<Diagnostic>) ->
             serde_json::to_value(dims).unwrap_or_default()
         }
         (ModelConfig::TextClassification(m), DataConfig::TextClassification(d)) => {
+            if d.tokenizer.is_none() && m.pretrained.is_none() {
+                err(
+                    "data.tokenizer",
+                    "no tokenizer: set data.tokenizer or model.pretrained".into(),
+                    "e.g. `data: {tokenizer: data/bert-base-uncased/vocab.txt}`, or a Hugging Face \
+                     checkpoint directory in model.pretrained, whose tokenizer is then used"
+                        .into(),
+                );
+            }
             let dims = m.dims();
             if !divides(dims.hidden_size, dims.num_heads) {
                 err(

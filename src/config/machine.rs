@@ -38,9 +38,24 @@ pub fn machine_checks(
             for (i, f) in d.validation_files.iter().enumerate() {
                 need(&format!("data.validation_files.{i}"), f, "validation file");
             }
-            need("data.tokenizer", &d.tokenizer, "tokenizer");
+            if let Some(t) = &d.tokenizer {
+                need("data.tokenizer", t, "tokenizer");
+            }
         }
         DataConfig::CausalVae(d) => need("data.video_path", &d.video_path, "video data"),
+    }
+    if let ModelConfig::TextClassification(TextModel {
+        pretrained: Some(dir),
+        ..
+    }) = &exp.model
+    {
+        for file in ["config.json", "model.safetensors"] {
+            need(
+                "model.pretrained",
+                &Path::new(dir).join(file).to_string_lossy(),
+                "pretrained checkpoint file",
+            );
+        }
     }
     if let Some(init) = &exp.init_from {
         need("init_from", init, "initial weights");

@@ -258,10 +258,19 @@ pub struct TextModel {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub max_position_embeddings: Option<u32>,
-    /// Dropout probability of hidden states and attention (default from `arch`: 0.1).
+    /// Dropout probability of hidden states and attention (default from `arch`: 0.1, or the
+    /// checkpoint's `hidden_dropout_prob`).
     #[serde(default)]
     #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1.0))]
     pub dropout: Option<f64>,
+    /// A Hugging Face BERT checkpoint directory (`config.json`, `model.safetensors`, and
+    /// `tokenizer.json` or `vocab.txt`) to fine-tune from (HF `model_name_or_path`). Its
+    /// `config.json` sets the sizes (then `arch` and the size keys are not used), its weights
+    /// initialise the encoder and pooler (the classifier starts fresh), and its tokenizer is
+    /// used unless `data.tokenizer` names another.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub pretrained: Option<String>,
 }
 
 mod text_defaults {
@@ -307,9 +316,11 @@ pub struct TextData {
     /// Held-out files to evaluate on (MNLI: matched and mismatched).
     #[serde(default)]
     pub validation_files: Vec<String>,
-    /// WordPiece vocabulary (`vocab.txt`) or a Hugging Face `tokenizer.json`.
+    /// WordPiece vocabulary (`vocab.txt`), a Hugging Face `tokenizer.json`, or a directory
+    /// holding either. Required unless `model.pretrained` supplies the tokenizer.
+    #[serde(default)]
     #[schemars(length(min = 1))]
-    pub tokenizer: String,
+    pub tokenizer: Option<String>,
     /// Longer inputs are truncated, shorter ones padded (`run_glue.py --max_seq_length`).
     #[serde(default = "text_data_defaults::max_seq_length")]
     #[schemars(range(min = 8))]

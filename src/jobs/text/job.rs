@@ -1,0 +1,366 @@
+//! `text_classification` as a [`Job`]: examples are read and tokenized once at start, batches
+//! are padded to their longest member, the loss is cross-entropy, and every validation file
+//! reports loss, accuracy and macro-F1.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+use super::data::{Example, label_names, read_examples};
+use super::model::{BertClassifier, BertInput, BertShape};
+use super::pretrained;
+use super::tokenize::{Encoded, TextTokenizer};
+use crate::config::types::{TextData, TextModel};
+use crate::train::job::{EvalSet, Job};
+
+pub struct TextJob {
+    shape: BertShape,
+    pretrained: Option<PathBuf>,
+    pad_id: u32,
+    train: Vec<Encoded>,
+    train_labels: Vec<usize>,
+    valid: Vec<HeldOut>,
+}
+
+struct HeldOut {
+    name: String,
+    encoded: Vec<Encoded>,
+    labels: Vec<usize>,
+}
+
+/// A padded batch as host data.
+pub struct TextBatch {
+    batch: usize,
+    seq: usize,
+    input_ids: Vec<i64>,
+    token_type_ids: Vec<i64>,
+    attention_mask: Vec<f32>,
+    labels: Vec<i64>,
+}
+
+impl TextJob {
+    pub fn new(model: &TextModel, data: &TextData) -> Result<TextJob> {
+        let pretrained = model.pretrained.as_ref().map(PathBuf::from);
+        let tokenizer_path = match (&data.tokenizer, &pretrained) {
+            (Some(t), _) => PathBuf::from(t),
+            (None, Some(dir)) => dir.clone(),
+            (None, None) => bail!("no tokenizer: set data.tokenizer or model.pretrained"),
+        };
+        let max_len = data.max_seq_length as usize;
+        let tokenizer = TextTokenizer::load(&tokenizer_path, max_len)?;
+        let num_labels = label_names(data.task).len();
+        let shape = match &pretrained {
+            Some(dir) => {
+                let cfg = pretrained::read_config(dir)?;
+                check_explicit_sizes(model, &cfg)?;
+                cfg.shape(num_labels, model.dropout)
+            }
+            None => {
+                let dims = model.dims();
+                BertShape {
+                    vocab_size: tokenizer.vocab_size(),
+                    hidden_size: dims.hidden_size as usize,
+                    num_layers: dims.num_layers as usize,
+                    num_heads: dims.num_heads as usize,
+                    intermediate_size: dims.intermediate_size as usize,
+                    max_position_embeddings: dims.max_position_embeddings as usize,
+                    type_vocab_size: 2,
+                    layer_norm_eps: 1e-12,
+                    dropout: dims.dropout,
+                    num_labels,
+                }
+            }
+        };
+        if tokenizer.vocab_size() > shape.vocab_size {
+            bail!(
+                "the tokenizer `{}` has {} tokens but the model's vocabulary has {}; use the \
+                 checkpoint's own tokenizer",
+                tokenizer_path.display(),
+                tokenizer.vocab_size(),
+                shape.vocab_size
+            );
+        }
+        if max_len > shape.max_position_embeddings {
+            bail!(
+                "data.max_seq_length {max_len} exceeds the model's {} position embeddings",
+                shape.max_position_embeddings
+            );
+        }
+
+        let read = |path: &str| -> Result<(Vec<Encoded>, Vec<usize>)> {
+            let (examples, report) = read_examples(Path::new(path), data.task)?;
+            if report.skipped() > 0 {
+                let by_label: Vec<String> = report
+                    .skipped_labels
+                    .iter()
+                    .map(|(l, n)| format!("{n} × `{l}`"))
+                    .collect();
+                tracing::warn!(
+                    "{path}: skipped {} rows whose label is not one of {:?}: {}",
+                    report.skipped(),
+                    label_names(data.task),
+                    by_label.join(", ")
+                );
+            }
+            let encoded = tokenizer
+                .encode_all(&examples)
+                .with_context(|| format!("cannot tokenize `{path}`"))?;
+            Ok((
+                encoded,
+                examples.iter().map(|e: &Example| e.label).collect(),
+            ))
+        };
+        let (train, train_labels) = read(&data.train_file)?;
+        tracing::info!("{}: {} training examples", data.train_file, train.len());
+        let mut valid = Vec::new();
+        for file in &data.validation_files {
+            let (encoded, labels) = read(file)?;
+            let name = Path::new(file)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.clone());
+            tracing::info!(
+                "{file}: {} examples; majority-class accuracy {:.4}",
+                labels.len(),
+                majority_accuracy(&labels, num_labels)
+            );
+            valid.push(HeldOut {
+                name,
+                encoded,
+                labels,
+            });
+        }
+        Ok(TextJob {
+            shape,
+            pretrained,
+            pad_id: tokenizer.pad_id(),
+            train,
+            train_labels,
+            valid,
+        })
+    }
+
+    pub fn shape(&self) -> &BertShape {
+        &self.shape
+    }
+
+    fn batch(&self, encoded: &[&Encoded], labels: &[usize]) -> TextBatch {
+        let batch = encoded.len();
+        let seq = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+        let mut out = TextBatch {
+            batch,
+            seq,
+            input_ids: vec![i64::from(self.pad_id); batch * seq],
+            token_type_ids: vec![0; batch * seq],
+            attention_mask: vec![0.0; batch * seq],
+            labels: labels.iter().map(|&l| l as i64).collect(),
+        };
+        for (row, e) in encoded.iter().enumerate() {
+            for (col, (&id, &ty)) in e.ids.iter().zip(&e.type_ids).enumerate() {
+                out.input_ids[row * seq + col] = i64::from(id);
+                out.token_type_ids[row * seq + col] = i64::from(ty);
+                out.attention_mask[row * seq + col] = 1.0;
+            }
+        }
+        out
+    }
+
+    fn logits(model: &BertClassifier, batch: &TextBatch, device: &Device) -> Tensor<2> {
+        let shape = [batch.batch, batch.seq];
+        let int =
+            |v: &[i64]| Tensor::<2, Int>::from_data(TensorData::new(v.to_vec(), shape), device);
+        model.forward(&BertInput {
+            input_ids: int(&batch.input_ids),
+            token_type_ids: int(&batch.token_type_ids),
+            attention_mask: Tensor::<2>::from_data(
+                TensorData::new(batch.attention_mask.clone(), shape),
+                device,
+            ),
+        })
+    }
+}
+
+/// Sizes set explicitly next to `pretrained` must agree with the checkpoint's.
+fn check_explicit_sizes(model: &TextModel, cfg: &pretrained::HfBertConfig) -> Result<()> {
+    let pairs = [
+        ("hidden_size", model.hidden_size, cfg.hidden_size),
+        ("num_layers", model.num_layers, cfg.num_hidden_layers),
+        ("num_heads", model.num_heads, cfg.num_attention_heads),
+        (
+            "intermediate_size",
+            model.intermediate_size,
+            cfg.intermediate_size,
+        ),
+        (
+            "max_position_embeddings",
+            model.max_position_embeddings,
+            cfg.max_position_embeddings,
+        ),
+    ];
+    for (key, ours, theirs) in pairs {
+        if let Some(v) = ours
+            && v as usize != theirs
+        {
+            bail!(
+                "model.{key} is {v} but the pretrained checkpoint's config.json says {theirs}; \
+                 remove model.{key} (the checkpoint fixes the sizes)"
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Job for TextJob {
+    type Model = BertClassifier;
+    type Batch = TextBatch;
+
+    fn train_len(&self) -> usize {
+        self.train.len()
+    }
+
+    fn train_batch(&self, indices: &[usize]) -> Result<TextBatch> {
+        let encoded: Vec<&Encoded> = indices.iter().map(|&i| &self.train[i]).collect();
+        let labels: Vec<usize> = indices.iter().map(|&i| self.train_labels[i]).collect();
+        Ok(self.batch(&encoded, &labels))
+    }
+
+    fn batch_len(batch: &TextBatch) -> usize {
+        batch.batch
+    }
+
+    fn init_model(&self, device: &Device) -> Result<BertClassifier> {
+        let mut model = BertClassifier::new(&self.shape, device);
+        if let Some(dir) = &self.pretrained {
+            pretrained::load(&mut model, dir)?;
+        }
+        Ok(model)
+    }
+
+    fn load_weights(&self, model: BertClassifier, path: &Path) -> Result<BertClassifier> {
+        crate::train::checkpoint::load_model_weights(model, path)
+    }
+
+    fn loss(&self, model: &BertClassifier, batch: TextBatch, device: &Device) -> Result<Tensor<1>> {
+        let logits = Self::logits(model, &batch, device);
+        let targets =
+            Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [batch.batch]), device);
+        Ok(CrossEntropyLossConfig::new()
+            .init(device)
+            .forward(logits, targets))
+    }
+
+    fn evaluate(
+        &self,
+        model: &BertClassifier,
+        device: &Device,
+        batch_size: usize,
+    ) -> Result<Vec<EvalSet>> {
+        let mut out = Vec::new();
+        for set in &self.valid {
+            let mut predictions = Vec::with_capacity(set.labels.len());
+            let mut loss_sum = 0.0f64;
+            for (chunk, labels) in set
+                .encoded
+                .chunks(batch_size)
+                .zip(set.labels.chunks(batch_size))
+            {
+                let refs: Vec<&Encoded> = chunk.iter().collect();
+                let batch = self.batch(&refs, labels);
+                let logits = Self::logits(model, &batch, device);
+                let targets = Tensor::<1, Int>::from_data(
+                    TensorData::new(batch.labels.clone(), [batch.batch]),
+                    device,
+                );
+                let loss = CrossEntropyLossConfig::new()
+                    .init(device)
+                    .forward(logits.clone(), targets);
+                loss_sum += f64::from(loss.into_scalar::<f32>()) * batch.batch as f64;
+                let argmax = logits.argmax(1).into_data();
+                let argmax: Vec<i64> = argmax
+                    .convert::<i64>()
+                    .try_into_vec::<i64>()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                predictions.extend(argmax.into_iter().map(|p| p as usize));
+            }
+            let n = set.labels.len().max(1) as f64;
+            out.push(EvalSet {
+                name: set.name.clone(),
+                metrics: vec![
+                    ("loss".into(), loss_sum / n),
+                    ("accuracy".into(), accuracy(&predictions, &set.labels)),
+                    (
+                        "macro_f1".into(),
+                        macro_f1(&predictions, &set.labels, self.shape.num_labels),
+                    ),
+                ],
+            });
+        }
+        Ok(out)
+    }
+}
+
+pub fn accuracy(pred: &[usize], gold: &[usize]) -> f64 {
+    if gold.is_empty() {
+        return 0.0;
+    }
+    pred.iter().zip(gold).filter(|(p, g)| p == g).count() as f64 / gold.len() as f64
+}
+
+/// Mean F1 over the classes that occur among the gold labels or the predictions
+/// (scikit-learn's `f1_score(average="macro")`).
+pub fn macro_f1(pred: &[usize], gold: &[usize], classes: usize) -> f64 {
+    let mut tp = vec![0usize; classes];
+    let mut fp = vec![0usize; classes];
+    let mut fn_ = vec![0usize; classes];
+    for (&p, &g) in pred.iter().zip(gold) {
+        if p == g {
+            tp[p] += 1;
+        } else {
+            fp[p] += 1;
+            fn_[g] += 1;
+        }
+    }
+    let mut sum = 0.0;
+    let mut present = 0;
+    for c in 0..classes {
+        if tp[c] + fp[c] + fn_[c] == 0 {
+            continue;
+        }
+        present += 1;
+        let denom = 2 * tp[c] + fp[c] + fn_[c];
+        sum += 2.0 * tp[c] as f64 / denom as f64;
+    }
+    if present == 0 {
+        0.0
+    } else {
+        sum / present as f64
+    }
+}
+
+fn majority_accuracy(labels: &[usize], classes: usize) -> f64 {
+    let mut counts = vec![0usize; classes];
+    for &l in labels {
+        counts[l] += 1;
+    }
+    counts.into_iter().max().unwrap_or(0) as f64 / labels.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macro_f1_matches_scikit_learn() {
+        // sklearn.metrics.f1_score([0,1,2,0,1,2], [0,2,1,0,0,1], average="macro") = 0.26666…
+        let gold = [0, 1, 2, 0, 1, 2];
+        let pred = [0, 2, 1, 0, 0, 1];
+        assert!((macro_f1(&pred, &gold, 3) - 0.266_666_666_7).abs() < 1e-9);
+        assert_eq!(macro_f1(&gold, &gold, 3), 1.0);
+        // A class absent from both is left out, not counted as 0.
+        assert_eq!(macro_f1(&[0, 1], &[0, 1], 3), 1.0);
+        assert_eq!(accuracy(&pred, &gold), 2.0 / 6.0);
+    }
+}
