@@ -1,6 +1,6 @@
 //! The command line: argument definitions and the commands.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,7 +11,9 @@ use crate::config::render::{self, Format};
 use crate::config::schema::{self, EXPERIMENT_SCHEMA_FILE, PROFILE_SCHEMA_FILE};
 use crate::config::types::JobKind;
 use crate::config::{Diagnostics, Request, Resolved, machine, presets, resolve, starter};
+use crate::jobs;
 use crate::rundir;
+use crate::train::trainer::Settings;
 
 /// Exit code for configuration errors (runtime failures exit 1).
 pub const EXIT_CONFIG: u8 = 2;
@@ -26,6 +28,19 @@ pub const EXIT_CONFIG: u8 = 2;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// No live progress bar; training reports one log line per `train.log_every_steps`
+    /// (as it does whenever stderr is not a terminal).
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// Log lines as human-readable text or as JSON objects (one per line, for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,8 +159,8 @@ impl ConfigArgs {
 }
 
 pub fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -155,17 +170,20 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let level = std::env::var("RUNNER_LOG")
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::INFO);
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.without_time().try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -176,7 +194,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             format,
             explain,
         } => show(&config, format.into(), explain),
-        Command::Run { config, dry_run } => run(&config, dry_run),
+        Command::Run { config, dry_run } => {
+            let live_bar =
+                !cli.quiet && cli.log_format == LogFormat::Text && std::io::stderr().is_terminal();
+            run(&config, dry_run, live_bar)
+        }
         Command::Schema {
             profile,
             check,
@@ -278,7 +300,7 @@ fn show(config: &ConfigArgs, format: Format, explain: bool) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(config: &ConfigArgs, dry_run: bool) -> Result<ExitCode> {
+fn run(config: &ConfigArgs, dry_run: bool, live_bar: bool) -> Result<ExitCode> {
     let resolved = match resolve_or_report(config) {
         Ok(r) => r,
         Err(code) => return Ok(code),
@@ -298,20 +320,64 @@ fn run(config: &ConfigArgs, dry_run: bool) -> Result<ExitCode> {
         eprintln!("error: {refusal}");
         return Ok(ExitCode::from(EXIT_CONFIG));
     }
-    if !dry_run {
-        anyhow::bail!(
-            "the training engine is not part of this runner build yet, so nothing was trained; \
-             `runner run --dry-run` prepares the run directory ({}) without training",
-            dir.display()
+    if dry_run {
+        rundir::prepare(&resolved, &dir, rundir::Status::Prepared, now)?;
+        println!(
+            "prepared {} (dry run: {})",
+            dir.display(),
+            summary(&resolved)
         );
+        return Ok(ExitCode::SUCCESS);
     }
-    rundir::prepare(&resolved, &dir, rundir::Status::Prepared, now)?;
-    println!(
-        "prepared {} (dry run: {})",
-        dir.display(),
-        summary(&resolved)
-    );
-    Ok(ExitCode::SUCCESS)
+    jobs::supported(resolved.experiment.job).map_err(anyhow::Error::msg)?;
+    let device = crate::train::backend::training_device(&resolved.experiment.hardware)
+        .map_err(anyhow::Error::msg)?;
+    // Data, tokenizer and pretrained files are read before the run directory exists, so a
+    // bad input leaves nothing behind.
+    let ready = jobs::prepare(&resolved.experiment)?;
+    let meta = rundir::prepare(&resolved, &dir, rundir::Status::Running, now)?;
+    tracing::info!("{}", summary(&resolved));
+    tracing::info!("run directory: {}", dir.display());
+    let settings = Settings {
+        exp: &resolved.experiment,
+        derived: &resolved.derived,
+        run_dir: &dir,
+        live_bar,
+    };
+    match ready.train(&settings, &device) {
+        Ok(done) => {
+            rundir::finish(&dir, &meta, None)?;
+            let eval: Vec<String> = done
+                .eval
+                .iter()
+                .filter_map(|(set, m)| {
+                    m.get("accuracy")
+                        .and_then(|a| a.as_f64())
+                        .map(|a| format!("{set} accuracy {a:.4}"))
+                })
+                .collect();
+            println!(
+                "trained {} steps in {:.1}s ({:.1} samples/s){}{}\nrun directory: {}",
+                done.steps,
+                done.train_seconds,
+                done.samples_per_s,
+                done.final_loss
+                    .map(|l| format!(", final loss {l:.4}"))
+                    .unwrap_or_default(),
+                if eval.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", eval.join(", "))
+                },
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let _ = rundir::finish(&dir, &meta, Some(format!("{e:#}")));
+            Err(e.context(format!("training failed (run directory {})", dir.display())))
+        }
+    }
 }
 
 fn schema_cmd(profile: bool, check: bool, write: bool, root: &Path) -> Result<ExitCode> {

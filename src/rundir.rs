@@ -25,8 +25,12 @@ pub const META: &str = "meta.json";
 pub enum Status {
     /// Written by `runner run --dry-run`: configuration only, no training happened.
     Prepared,
-    /// Training started.
+    /// Training started (and is still going, or the process was killed).
     Running,
+    /// Training finished; `summary.json` says how it went.
+    Completed,
+    /// Training stopped on an error, recorded in `error`.
+    Failed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +54,12 @@ pub struct Meta {
     pub start_time: String,
     /// `null` when the experiment file is not inside a git work tree.
     pub git: Option<GitState>,
+    /// When training completed or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    /// Why training failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Why a run directory cannot be used.
@@ -130,10 +140,26 @@ pub fn prepare(
         device: resolved.experiment.hardware.device.to_string(),
         start_time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         git: git_state(exp_path.parent().unwrap_or(Path::new("."))),
+        end_time: None,
+        error: None,
     };
     let json = serde_json::to_string_pretty(&meta).expect("meta serializes") + "\n";
     write_atomic(&dir.join(META), json.as_bytes())?;
     Ok(meta)
+}
+
+/// Records how training ended in `meta.json`.
+pub fn finish(dir: &Path, meta: &Meta, error: Option<String>) -> Result<()> {
+    let mut meta = meta.clone();
+    meta.status = if error.is_some() {
+        Status::Failed
+    } else {
+        Status::Completed
+    };
+    meta.end_time = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    meta.error = error;
+    let json = serde_json::to_string_pretty(&meta).expect("meta serializes") + "\n";
+    write_atomic(&dir.join(META), json.as_bytes())
 }
 
 fn resolved_experiment_path(resolved: &Resolved) -> PathBuf {

@@ -235,14 +235,14 @@ fn run_checks_the_machine_before_any_work() {
 }
 
 #[test]
-fn run_without_dry_run_says_training_is_not_there_yet() {
+fn run_of_a_job_not_built_yet_says_so_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
     write(dir.path(), "e.yaml", MINIMAL_MAE);
     let (code, err) = failure(runner_in(dir.path()).args(["run", "e.yaml"]));
     assert_eq!(code, 1);
     assert!(
-        err.contains("training engine is not part of this runner build yet"),
+        err.contains("the `mae` job is not implemented in this runner build yet"),
         "{err}"
     );
     assert!(!dir.path().join("runs").exists(), "nothing is created");
