@@ -330,6 +330,7 @@ fn run(config: &ConfigArgs, dry_run: bool, live_bar: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     jobs::supported(resolved.experiment.job).map_err(anyhow::Error::msg)?;
+    jobs::unsupported_settings(&resolved.experiment).map_err(anyhow::Error::msg)?;
     let device = crate::train::backend::training_device(&resolved.experiment.hardware)
         .map_err(anyhow::Error::msg)?;
     // Data, tokenizer and pretrained files are read before the run directory exists, so a

@@ -423,3 +423,27 @@ fn an_output_dir_that_cannot_be_created_is_reported() {
     assert!(err.contains("cannot create the run directory"), "{err}");
     assert!(err.contains("not-a-dir/run"), "{err}");
 }
+
+#[test]
+fn settings_the_engine_lacks_are_refused_not_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (setting, named) in [
+        (
+            "train.gradient_checkpointing=true",
+            "train.gradient_checkpointing",
+        ),
+        (
+            "train.auto_find_batch_size=true",
+            "train.auto_find_batch_size",
+        ),
+    ] {
+        let run = tmp.path().join("run");
+        let (code, err) = failure(tiny(&run, SHORT).arg(setting));
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains(&format!("{named} is not implemented")),
+            "{err}"
+        );
+        assert!(!run.exists());
+    }
+}

@@ -28,6 +28,28 @@ pub fn supported(job: JobKind) -> Result<(), String> {
     }
 }
 
+/// Settings the engine does not implement yet, refused before anything runs rather than
+/// silently ignored.
+pub fn unsupported_settings(exp: &Experiment) -> Result<(), String> {
+    if exp.train.auto_find_batch_size {
+        return Err(
+            "train.auto_find_batch_size is not implemented by runner's engine yet (the \
+                    CPU backend gives no out-of-memory signal to react to); set it to false and \
+                    choose train.per_device_batch_size"
+                .into(),
+        );
+    }
+    if exp.train.gradient_checkpointing {
+        return Err(
+            "train.gradient_checkpointing is not implemented by runner's engine yet \
+                    (burn-flex keeps all activations); set it to false, or lower \
+                    train.per_device_batch_size and raise train.grad_accum_steps to save memory"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 /// Reads and prepares the job's data (and tokenizer, pretrained config, …).
 pub fn prepare(exp: &Experiment) -> Result<Ready> {
     if let Err(why) = supported(exp.job) {
