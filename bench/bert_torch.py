@@ -1,0 +1,38 @@
+"""The same training step as benches/train_throughput.rs in PyTorch eager: Hugging Face's
+BertForSequenceClassification (eager attention), cross-entropy, backward, clip_grad_norm_(1.0),
+AdamW. Prints one JSON line. Needs torch and transformers (`just setup-bench`)."""
+import argparse, json, time
+
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+p = argparse.ArgumentParser()
+for name, default in [("batch", 32), ("seq", 128), ("steps", 10), ("warmup", 2),
+                      ("layers", 4), ("hidden", 256), ("heads", 4), ("threads", 2)]:
+    p.add_argument(f"--{name}", type=int, default=default)
+a = p.parse_args()
+torch.set_num_threads(a.threads)
+torch.manual_seed(0)
+cfg = BertConfig(attn_implementation="eager", vocab_size=30522, hidden_size=a.hidden, num_hidden_layers=a.layers,
+                 num_attention_heads=a.heads, intermediate_size=4 * a.hidden, num_labels=3)
+model = BertForSequenceClassification(cfg).train()
+opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+ids = torch.randint(1000, 30000, (a.batch, a.seq))
+labels = torch.randint(0, 3, (a.batch,))
+mask = torch.ones(a.batch, a.seq, dtype=torch.long)
+times = []
+for i in range(a.warmup + a.steps):
+    start = time.perf_counter()
+    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    out.loss.item()
+    opt.zero_grad(set_to_none=True)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    if i >= a.warmup:
+        times.append(time.perf_counter() - start)
+times.sort()
+median = times[len(times) // 2]
+print(json.dumps({"impl": f"PyTorch {torch.__version__} eager", "batch": a.batch, "seq": a.seq,
+                  "steps": a.steps, "step_s_median": round(median, 4),
+                  "samples_per_s": round(a.batch / median, 2)}))
