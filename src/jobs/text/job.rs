@@ -244,12 +244,11 @@ impl Job for TextJob {
     }
 
     fn loss(&self, model: &BertClassifier, batch: TextBatch, device: &Device) -> Result<Tensor<1>> {
-        let logits = Self::logits(model, &batch, device);
-        let targets =
-            Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [batch.batch]), device);
-        Ok(CrossEntropyLossConfig::new()
-            .init(device)
-            .forward(logits, targets))
+        Ok(cross_entropy(
+            Self::logits(model, &batch, device),
+            &batch,
+            device,
+        ))
     }
 
     fn evaluate(
@@ -270,13 +269,7 @@ impl Job for TextJob {
                 let refs: Vec<&Encoded> = chunk.iter().collect();
                 let batch = self.batch(&refs, labels);
                 let logits = Self::logits(model, &batch, device);
-                let targets = Tensor::<1, Int>::from_data(
-                    TensorData::new(batch.labels.clone(), [batch.batch]),
-                    device,
-                );
-                let loss = CrossEntropyLossConfig::new()
-                    .init(device)
-                    .forward(logits.clone(), targets);
+                let loss = cross_entropy(logits.clone(), &batch, device);
                 loss_sum += f64::from(loss.into_scalar::<f32>()) * batch.batch as f64;
                 let argmax = logits.argmax(1).into_data();
                 let argmax: Vec<i64> = argmax
@@ -300,6 +293,15 @@ impl Job for TextJob {
         }
         Ok(out)
     }
+}
+
+/// Mean cross-entropy of `logits` against the batch's labels.
+fn cross_entropy(logits: Tensor<2>, batch: &TextBatch, device: &Device) -> Tensor<1> {
+    let targets =
+        Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [batch.batch]), device);
+    CrossEntropyLossConfig::new()
+        .init(device)
+        .forward(logits, targets)
 }
 
 pub fn accuracy(pred: &[usize], gold: &[usize]) -> f64 {

@@ -9,7 +9,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{EncodeInput, Tokenizer, TruncationParams, TruncationStrategy};
+use tokenizers::{EncodeInput, Model as _, Tokenizer, TruncationParams, TruncationStrategy};
 
 use super::data::Example;
 
@@ -149,7 +149,7 @@ fn wordpiece(vocab: &Path) -> Result<Tokenizer, TokenizerError> {
         .and_then(|v| v.get("do_lower_case").and_then(|b| b.as_bool()))
         .unwrap_or(true);
     let token_id = |t: &str| {
-        model_token_id(vocab, t).ok_or_else(|| {
+        model.token_to_id(t).ok_or_else(|| {
             TokenizerError(format!(
                 "{}: the vocabulary has no `{t}` token, which BERT-style pair encoding needs",
                 vocab.display()
@@ -166,14 +166,6 @@ fn wordpiece(vocab: &Path) -> Result<Tokenizer, TokenizerError> {
         ("[CLS]".into(), cls),
     )));
     Ok(tok)
-}
-
-/// Line number (0-based) of `token` in a vocab.txt, which is its id.
-fn model_token_id(vocab: &Path, token: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(vocab).ok()?;
-    text.lines()
-        .position(|l| l.trim_end_matches('\r') == token)
-        .map(|i| i as u32)
 }
 
 #[cfg(test)]
