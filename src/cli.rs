@@ -74,6 +74,23 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Write a finished run's weights for use elsewhere: for `mae`, under the reference
+    /// implementation's names (models_mae.py / timm), in safetensors.
+    Export {
+        /// The run directory (holds config.resolved.yaml and model.safetensors).
+        run_dir: PathBuf,
+        /// Only the encoder (patch embedding, class token, position embedding, blocks, norm),
+        /// as MAE's fine-tuning loads it.
+        #[arg(long)]
+        encoder_only: bool,
+        /// Weights to export instead of the run's final model.safetensors: a checkpoint
+        /// directory (`RUN_DIR/checkpoints/step-N`) or a safetensors file.
+        #[arg(long, value_name = "PATH")]
+        checkpoint: Option<PathBuf>,
+        /// Output file (default: RUN_DIR/export/encoder.safetensors, or mae.safetensors).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Print the experiment JSON Schema (generated from runner's config types).
     Schema {
         /// Print the profile schema (same keys, none required) instead.
@@ -205,6 +222,17 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             write,
             root,
         } => schema_cmd(profile, check, write, &root),
+        Command::Export {
+            run_dir,
+            encoder_only,
+            checkpoint,
+            output,
+        } => export(
+            &run_dir,
+            encoder_only,
+            checkpoint.as_deref(),
+            output.as_deref(),
+        ),
         Command::Profiles => profiles(),
         Command::Init { job, path } => init(
             JobKind::parse(&job).expect("clap checked the value"),
@@ -379,6 +407,72 @@ fn run(config: &ConfigArgs, dry_run: bool, live_bar: bool) -> Result<ExitCode> {
             Err(e.context(format!("training failed (run directory {})", dir.display())))
         }
     }
+}
+
+fn export(
+    run_dir: &Path,
+    encoder_only: bool,
+    checkpoint: Option<&Path>,
+    output: Option<&Path>,
+) -> Result<ExitCode> {
+    let config = run_dir.join(rundir::RESOLVED_CONFIG);
+    if !config.is_file() {
+        anyhow::bail!(
+            "`{}` is not a run directory: it has no {} (give the directory `runner run` \
+             printed)",
+            run_dir.display(),
+            rundir::RESOLVED_CONFIG
+        );
+    }
+    // The run's own resolved configuration, without this shell's RUNNER_* variables.
+    let request = Request {
+        experiment: config.clone(),
+        profiles: Vec::new(),
+        overrides: Vec::new(),
+        seed: None,
+        output_dir: None,
+        env: Vec::new(),
+    };
+    let resolved = match resolve(&request) {
+        Ok(r) => r,
+        Err(d) => return Ok(report(&d, &config)),
+    };
+    let weights = match checkpoint {
+        Some(p) if p.is_dir() => p.join("model.safetensors"),
+        Some(p) => p.to_path_buf(),
+        None => {
+            let final_model = run_dir.join("model.safetensors");
+            if !final_model.is_file() {
+                anyhow::bail!(
+                    "`{}` has no model.safetensors (the run has not finished); export a \
+                     checkpoint with --checkpoint {}/checkpoints/step-N",
+                    run_dir.display(),
+                    run_dir.display()
+                );
+            }
+            final_model
+        }
+    };
+    let out = output.map(Path::to_path_buf).unwrap_or_else(|| {
+        run_dir.join("export").join(if encoder_only {
+            "encoder.safetensors"
+        } else {
+            "mae.safetensors"
+        })
+    });
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    let done = jobs::export(&resolved.experiment, &weights, encoder_only, &out)?;
+    println!(
+        "wrote {} ({} tensors, {} parameters) from {}",
+        out.display(),
+        done.tensors,
+        done.parameters,
+        weights.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn schema_cmd(profile: bool, check: bool, write: bool, root: &Path) -> Result<ExitCode> {

@@ -363,6 +363,23 @@ fn job_checks(exp: &Experiment, layers: &Layers, diags: &mut Vec<Diagnostic>) ->
                     "choose heads that divide the decoder width".into(),
                 );
             }
+            // The fixed 2-D sin-cos position embedding gives a quarter of the width to each of
+            // sin(row), cos(row), sin(column), cos(column).
+            for (key, width) in [
+                ("model.embed_dim", dims.embed_dim),
+                ("model.decoder_embed_dim", dims.decoder_embed_dim),
+            ] {
+                if !divides(width, 4) {
+                    err(
+                        key,
+                        format!("{key} {width} is not a multiple of 4"),
+                        format!(
+                            "the 2-D sin-cos position embedding needs a multiple of 4 (e.g. {})",
+                            (width / 4).max(1) * 4
+                        ),
+                    );
+                }
+            }
             let patches = (d.input_size / dims.patch_size.max(1)).pow(2);
             let visible = ((1.0 - m.mask_ratio) * f64::from(patches)) as u64;
             if patches > 0 && visible == 0 {

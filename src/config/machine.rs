@@ -32,7 +32,12 @@ pub fn machine_checks(
         }
     };
     match &exp.data {
-        DataConfig::Mae(d) => need("data.path", &d.path, "image data"),
+        DataConfig::Mae(d) => {
+            need("data.path", &d.path, "image data");
+            if let Some(eval) = &d.eval_path {
+                need("data.eval_path", eval, "held-out image data");
+            }
+        }
         DataConfig::TextClassification(d) => {
             need("data.train_file", &d.train_file, "training file");
             for (i, f) in d.validation_files.iter().enumerate() {

@@ -301,6 +301,7 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
     ("eval_strategy", Hf, Key("eval.strategy", None)),
     ("evaluation_strategy", Hf, Key("eval.strategy", None)),
     ("eval_steps", Hf, Key("eval.every_steps", None)),
+    ("eval_on_start", Hf, Key("eval.on_start", None)),
     ("save_strategy", Hf, Key("checkpoint.strategy", None)),
     ("save_steps", Hf, Key("checkpoint.every_steps", None)),
     ("save_total_limit", Hf, Key("checkpoint.keep_last", None)),

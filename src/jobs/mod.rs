@@ -1,8 +1,11 @@
 //! The jobs: what is trained. Each implements `train::job::Job`; this is the one place that
 //! maps `job:` to its implementation.
 
+pub mod mae;
 pub mod text;
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
@@ -13,16 +16,17 @@ use crate::train::trainer::{self, Settings, Summary};
 
 /// A job with its data read and checked, ready to train.
 pub enum Ready {
+    Mae(Arc<mae::MaeJob>),
     Text(Arc<text::TextJob>),
 }
 
 /// Whether this build can train `job` (asked before anything is written).
 pub fn supported(job: JobKind) -> Result<(), String> {
     match job {
-        JobKind::TextClassification => Ok(()),
-        JobKind::Mae | JobKind::CausalVae => Err(format!(
-            "the `{job}` job is not implemented in this runner build yet (only \
-             `text_classification` trains); `runner validate` and `runner run --dry-run` \
+        JobKind::TextClassification | JobKind::Mae => Ok(()),
+        JobKind::CausalVae => Err(format!(
+            "the `{job}` job is not implemented in this runner build yet (`mae` and \
+             `text_classification` train); `runner validate` and `runner run --dry-run` \
              still check its configuration"
         )),
     }
@@ -59,6 +63,9 @@ pub fn prepare(exp: &Experiment) -> Result<Ready> {
         (ModelConfig::TextClassification(m), DataConfig::TextClassification(d)) => {
             Ok(Ready::Text(Arc::new(text::TextJob::new(m, d)?)))
         }
+        (ModelConfig::Mae(m), DataConfig::Mae(d)) => {
+            Ok(Ready::Mae(Arc::new(mae::MaeJob::new(m, d, exp.seed)?)))
+        }
         _ => bail!(
             "the `{}` job is not implemented in this runner build yet",
             exp.job
@@ -69,7 +76,65 @@ pub fn prepare(exp: &Experiment) -> Result<Ready> {
 impl Ready {
     pub fn train(self, settings: &Settings, device: &Device) -> Result<Summary> {
         match self {
+            Ready::Mae(job) => trainer::train(job, settings, device),
             Ready::Text(job) => trainer::train(job, settings, device),
         }
     }
+}
+
+/// What `runner export` wrote.
+pub struct Exported {
+    pub tensors: usize,
+    pub parameters: usize,
+}
+
+/// Writes a trained run's weights (`weights`, runner's own safetensors) under the reference
+/// implementation's names: for `mae`, `models_mae.py`'s, the encoder alone with
+/// `encoder_only`.
+pub fn export(
+    exp: &Experiment,
+    weights: &Path,
+    encoder_only: bool,
+    out: &Path,
+) -> Result<Exported> {
+    let (ModelConfig::Mae(m), DataConfig::Mae(d)) = (&exp.model, &exp.data) else {
+        bail!(
+            "`runner export` writes MAE weights under the reference names; this run's job is \
+             `{}`, whose weights are already in the run directory's model.safetensors",
+            exp.job
+        );
+    };
+    let device = Device::flex();
+    let shape = mae::job::shape_of(m, d);
+    let model = crate::train::checkpoint::load_model_weights(
+        mae::model::MaeVit::new(&shape, &device),
+        weights,
+    )?;
+    let tensors = mae::export::reference_tensors(&model, encoder_only);
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (
+            "producer".to_string(),
+            format!("runner {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("source".to_string(), weights.display().to_string()),
+        (
+            "contents".to_string(),
+            if encoder_only {
+                "encoder"
+            } else {
+                "encoder+decoder"
+            }
+            .to_string(),
+        ),
+        (
+            "layout".to_string(),
+            "models_mae.MaskedAutoencoderViT".to_string(),
+        ),
+    ]);
+    mae::export::write(out, &tensors, metadata)?;
+    Ok(Exported {
+        tensors: tensors.len(),
+        parameters: tensors.iter().map(|t| t.values.len()).sum(),
+    })
 }

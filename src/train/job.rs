@@ -19,6 +19,13 @@ pub struct EvalSet {
     pub metrics: Vec<(String, f64)>,
 }
 
+/// Where an evaluation happens.
+pub struct EvalContext<'a> {
+    /// Optimizer steps done.
+    pub step: u64,
+    pub run_dir: &'a Path,
+}
+
 pub trait Job: Send + Sync + 'static {
     type Model: Module;
     /// A batch as plain host data, ready to be turned into tensors.
@@ -28,7 +35,9 @@ pub trait Job: Send + Sync + 'static {
     fn train_len(&self) -> usize;
 
     /// Assembles the training examples at `indices` (may run on a loader worker thread).
-    fn train_batch(&self, indices: &[usize]) -> Result<Self::Batch>;
+    /// Random draws (augmentation, masks) come from `epoch_seed` mixed with each example's
+    /// index, so they are fixed by (seed, epoch, example) whatever the batching or resume.
+    fn train_batch(&self, indices: &[usize], epoch_seed: u64) -> Result<Self::Batch>;
 
     /// Number of samples in a batch (the last one of an epoch may be short).
     fn batch_len(batch: &Self::Batch) -> usize;
@@ -46,11 +55,13 @@ pub trait Job: Send + Sync + 'static {
     /// Mean loss over the batch, `[1]`, with autodiff when the model is in training mode.
     fn loss(&self, model: &Self::Model, batch: Self::Batch, device: &Device) -> Result<Tensor<1>>;
 
-    /// Evaluates `model` (already in inference mode) on every held-out set.
+    /// Evaluates `model` (already in inference mode) on every held-out set; a job may also
+    /// leave files for people to look at in the run directory (the MAE reconstruction grid).
     fn evaluate(
         &self,
         model: &Self::Model,
         device: &Device,
         batch_size: usize,
+        ctx: &EvalContext<'_>,
     ) -> Result<Vec<EvalSet>>;
 }

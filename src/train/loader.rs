@@ -72,6 +72,7 @@ enum Inner<J: Job> {
     Inline {
         job: Arc<J>,
         batches: std::vec::IntoIter<Vec<usize>>,
+        epoch_seed: u64,
     },
     Workers {
         receivers: Vec<Receiver<Result<J::Batch>>>,
@@ -82,12 +83,20 @@ enum Inner<J: Job> {
 }
 
 impl<J: Job> Loader<J> {
-    pub fn new(job: Arc<J>, batches: Vec<Vec<usize>>, workers: usize, prefetch: usize) -> Self {
+    /// `epoch_seed` ([`super::seed::epoch_seed`]) is handed to every `train_batch` call.
+    pub fn new(
+        job: Arc<J>,
+        batches: Vec<Vec<usize>>,
+        epoch_seed: u64,
+        workers: usize,
+        prefetch: usize,
+    ) -> Self {
         if workers == 0 || batches.len() <= 1 {
             return Loader {
                 inner: Inner::Inline {
                     job,
                     batches: batches.into_iter(),
+                    epoch_seed,
                 },
             };
         }
@@ -107,7 +116,7 @@ impl<J: Job> Loader<J> {
                 .name(format!("runner-loader-{w}"))
                 .spawn(move || {
                     for indices in batches.iter().skip(w).step_by(workers) {
-                        if tx.send(job.train_batch(indices)).is_err() {
+                        if tx.send(job.train_batch(indices, epoch_seed)).is_err() {
                             return;
                         }
                     }
@@ -132,7 +141,11 @@ impl<J: Job> Iterator for Loader<J> {
 
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.inner {
-            Inner::Inline { job, batches } => batches.next().map(|b| job.train_batch(&b)),
+            Inner::Inline {
+                job,
+                batches,
+                epoch_seed,
+            } => batches.next().map(|b| job.train_batch(&b, *epoch_seed)),
             Inner::Workers {
                 receivers,
                 next,

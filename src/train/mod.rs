@@ -11,5 +11,6 @@ pub mod optim;
 pub mod params;
 pub mod progress;
 pub mod schedule;
+pub mod seed;
 pub mod tensorboard;
 pub mod trainer;

@@ -20,11 +20,12 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
 use super::checkpoint::{self, TrainState};
-use super::job::{EvalSet, Job};
+use super::job::{EvalContext, EvalSet, Job};
 use super::loader::{Loader, Plan, check_plan};
 use super::metrics::Metrics;
 use super::progress::Progress;
 use super::schedule::{DEFAULT_WSD_DECAY_FRACTION, Schedule};
+use super::seed::{epoch_seed, step_seed};
 use super::{clip, optim, params};
 use crate::config::derived::Derived;
 use crate::config::types::{Experiment, Strategy};
@@ -63,15 +64,6 @@ pub struct Summary {
     pub weights: String,
     pub last_checkpoint: Option<String>,
     pub resumed_from: Option<String>,
-}
-
-/// The RNG seed of step `step`: SplitMix64 of the pair, so neighbouring steps and seeds get
-/// unrelated streams.
-fn step_seed(seed: u64, step: u64) -> u64 {
-    let mut z = seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summary> {
@@ -154,7 +146,11 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
 
     let evaluate = |model: &J::Model, step: u64, metrics: &mut Metrics| -> Result<Vec<EvalSet>> {
         let started = Instant::now();
-        let sets = job.evaluate(&model.valid(), device, eval_batch)?;
+        let ctx = EvalContext {
+            step,
+            run_dir: s.run_dir,
+        };
+        let sets = job.evaluate(&model.valid(), device, eval_batch, &ctx)?;
         let epoch = step as f64 / steps_per_epoch as f64;
         metrics.eval(step, epoch, &sets)?;
         progress.suspend(|| {
@@ -175,6 +171,9 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         Ok(sets)
     };
 
+    if exp.eval.on_start && exp.eval.strategy != Strategy::No && resume.is_none() {
+        last_eval = Some((step, evaluate(&model, step, &mut metrics)?));
+    }
     let segment_start = Instant::now();
     let seconds_before = train_seconds;
     while step < total_steps {
@@ -191,6 +190,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         let mut loader = Loader::new(
             job.clone(),
             groups.iter().flatten().cloned().collect(),
+            epoch_seed(exp.seed, epoch),
             exp.loader.num_workers as usize,
             exp.loader.prefetch_factor as usize,
         );
@@ -451,19 +451,5 @@ impl Interval {
         } else {
             0.0
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn step_seeds_differ() {
-        let seeds: std::collections::HashSet<u64> = (0..1000)
-            .map(|s| step_seed(42, s))
-            .chain((0..1000).map(|s| step_seed(43, s)))
-            .collect();
-        assert_eq!(seeds.len(), 2000);
     }
 }

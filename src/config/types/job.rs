@@ -194,11 +194,33 @@ pub struct MaeData {
     #[serde(default = "mae_data_defaults::input_size")]
     #[schemars(range(min = 1))]
     pub input_size: u32,
+    /// Held-out images for the reconstruction loss and the sample grid (same formats as
+    /// `path`, e.g. Fashion-MNIST's `t10k-images-idx3-ubyte.gz`). When absent, `eval_images`
+    /// images spread evenly over `path` are held out and not trained on.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub eval_path: Option<String>,
+    /// Held-out images evaluated at each `eval`, spread evenly over the held-out set (each with
+    /// its own fixed mask, so evaluations are comparable).
+    #[serde(default = "mae_data_defaults::eval_images")]
+    #[schemars(range(min = 1))]
+    pub eval_images: u32,
+    /// Held-out images shown in the reconstruction grid written at each `eval`
+    /// (`samples/step-N.png`: original | masked | reconstruction | reconstruction with the
+    /// visible patches pasted back); 0 writes none.
+    #[serde(default = "mae_data_defaults::grid_images")]
+    pub grid_images: u32,
 }
 
 mod mae_data_defaults {
     pub fn input_size() -> u32 {
         224
+    }
+    pub fn eval_images() -> u32 {
+        256
+    }
+    pub fn grid_images() -> u32 {
+        8
     }
 }
 

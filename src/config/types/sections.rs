@@ -274,6 +274,9 @@ pub struct EvalConfig {
 
     #[schemars(range(min = 1))]
     pub per_device_batch_size: Option<u32>,
+    /// Also evaluate before the first step (not when resuming), the baseline later
+    /// evaluations are compared with (HF `eval_on_start`).
+    pub on_start: bool,
 }
 
 impl Default for EvalConfig {
@@ -282,6 +285,7 @@ impl Default for EvalConfig {
             strategy: Strategy::Epoch,
             every_steps: 500,
             per_device_batch_size: None,
+            on_start: false,
         }
     }
 }

@@ -14,7 +14,7 @@ use super::model::{BertClassifier, BertInput, BertShape};
 use super::pretrained;
 use super::tokenize::{Encoded, TextTokenizer};
 use crate::config::types::{TextData, TextModel};
-use crate::train::job::{EvalSet, Job};
+use crate::train::job::{EvalContext, EvalSet, Job};
 
 pub struct TextJob {
     shape: BertShape,
@@ -221,7 +221,7 @@ impl Job for TextJob {
         self.train.len()
     }
 
-    fn train_batch(&self, indices: &[usize]) -> Result<TextBatch> {
+    fn train_batch(&self, indices: &[usize], _epoch_seed: u64) -> Result<TextBatch> {
         let encoded: Vec<&Encoded> = indices.iter().map(|&i| &self.train[i]).collect();
         let labels: Vec<usize> = indices.iter().map(|&i| self.train_labels[i]).collect();
         Ok(self.batch(&encoded, &labels))
@@ -256,6 +256,7 @@ impl Job for TextJob {
         model: &BertClassifier,
         device: &Device,
         batch_size: usize,
+        _ctx: &EvalContext<'_>,
     ) -> Result<Vec<EvalSet>> {
         let mut out = Vec::new();
         for set in &self.valid {

@@ -1,0 +1,302 @@
+//! The `mae` job end to end on real images: Fashion-MNIST as Debian ships it
+//! (`apt-get install dataset-fashion-mnist`, IDX files) and the sample photographs inside
+//! PyPI's scikit-image (`pip install --no-deps scikit-image==0.26.0`, JPEG and PNG).
+//! `.ci/run` installs both.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::runner;
+use serde_json::Value as Json;
+
+const FASHION: &str = "/usr/share/datasets/fashion-mnist";
+
+fn fashion_mnist() -> PathBuf {
+    let dir = PathBuf::from(FASHION);
+    assert!(
+        dir.join("train-images-idx3-ubyte.gz").is_file(),
+        "Fashion-MNIST is missing: `apt-get install dataset-fashion-mnist` (.ci/run does)"
+    );
+    dir
+}
+
+/// `skimage/data` of an installed scikit-image, located without importing it (its numpy and
+/// scipy dependencies are not needed, nor installed by .ci/run).
+fn skimage_data() -> PathBuf {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.util as u; s = u.find_spec('skimage'); \
+             print(s.submodule_search_locations[0] if s else '')",
+        ])
+        .output()
+        .expect("python3 runs");
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("data");
+    assert!(
+        dir.join("astronaut.png").is_file(),
+        "scikit-image's sample images are missing: \
+         `python3 -m pip install --no-deps scikit-image==0.26.0` (.ci/run does)"
+    );
+    dir
+}
+
+/// `runner --quiet run experiments/mae-tiny.yaml --output-dir RUN`, further arguments to add.
+fn mae_tiny(run: &Path) -> assert_cmd::Command {
+    let mut cmd = runner();
+    cmd.args([
+        "--quiet",
+        "run",
+        "experiments/mae-tiny.yaml",
+        "--output-dir",
+    ])
+    .arg(run);
+    cmd
+}
+
+fn metrics(run: &Path) -> Vec<Json> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn held_out_losses(run: &Path) -> Vec<(u64, f64)> {
+    metrics(run)
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m["step"].as_u64()?,
+                m.get("eval")?["held_out"]["loss"].as_f64()?,
+            ))
+        })
+        .collect()
+}
+
+fn train_losses(run: &Path) -> Vec<f64> {
+    metrics(run)
+        .iter()
+        .filter_map(|m| m.get("loss")?.as_f64())
+        .collect()
+}
+
+#[test]
+fn mae_tiny_learns_to_reconstruct_fashion_mnist() {
+    fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let out = mae_tiny(&run).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("60000 training images, 256 held-out"),
+        "{stderr}"
+    );
+
+    // Held-out reconstruction loss, evaluated before the first step and at every eval.
+    let losses = held_out_losses(&run);
+    let (first_step, first) = losses[0];
+    let (last_step, last) = *losses.last().unwrap();
+    assert_eq!(first_step, 0, "{losses:?}");
+    assert_eq!(last_step, 300, "{losses:?}");
+    assert!(
+        last < 0.5 * first,
+        "held-out loss did not fall clearly: {losses:?}"
+    );
+
+    // The reconstruction grid of every evaluation: 8 rows × 4 columns of 28 px upscaled 4×.
+    for (step, _) in &losses {
+        let png = run.join(format!("samples/step-{step:08}.png"));
+        let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+        assert_eq!(
+            (img.width(), img.height()),
+            (4 * 112 + 5 * 2, 8 * 112 + 9 * 2)
+        );
+    }
+
+    // The encoder under the reference's names and PyTorch layouts.
+    let encoder = tmp.path().join("encoder.safetensors");
+    let said = common::stdout(
+        runner()
+            .arg("export")
+            .arg(&run)
+            .arg("--encoder-only")
+            .arg("-o")
+            .arg(&encoder),
+    );
+    assert!(said.contains("wrote"), "{said}");
+    let bytes = std::fs::read(&encoder).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let shape = |name: &str| st.tensor(name).unwrap().shape().to_vec();
+    assert_eq!(shape("patch_embed.proj.weight"), [128, 3, 4, 4]);
+    assert_eq!(shape("cls_token"), [1, 1, 128]);
+    assert_eq!(shape("pos_embed"), [1, 50, 128]);
+    assert_eq!(shape("blocks.3.attn.qkv.weight"), [384, 128]);
+    assert_eq!(shape("blocks.3.mlp.fc1.weight"), [512, 128]);
+    assert_eq!(shape("norm.bias"), [128]);
+    assert!(
+        st.names()
+            .iter()
+            .all(|n| !n.starts_with("decoder") && *n != "mask_token")
+    );
+    // 4 blocks × 12 tensors + cls, pos, patch weight and bias, final norm.
+    assert_eq!(st.len(), 4 * 12 + 6);
+    // The whole model by default, next to the run.
+    common::stdout(runner().arg("export").arg(&run));
+    let full = std::fs::read(run.join("export/mae.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&full).unwrap();
+    assert_eq!(st.tensor("decoder_pred.weight").unwrap().shape(), [48, 64]);
+    assert_eq!(st.tensor("decoder_pos_embed").unwrap().shape(), [1, 50, 64]);
+}
+
+#[test]
+fn same_seed_same_losses_and_resume_continues_the_curve() {
+    fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let args = |dir: &Path| {
+        let mut cmd = mae_tiny(dir);
+        cmd.args([
+            "train.max_steps=6",
+            "train.log_every_steps=1",
+            "scheduler.warmup_steps=2",
+            "eval.strategy=no",
+            "checkpoint.every_steps=3",
+            "loader.num_workers=2",
+        ]);
+        cmd
+    };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    common::stdout(&mut args(&a));
+    common::stdout(&mut args(&b));
+    let la = train_losses(&a);
+    assert_eq!(la.len(), 6);
+    assert_eq!(la, train_losses(&b), "same seed, different losses");
+    // Another seed draws other crops and masks.
+    let c = tmp.path().join("c");
+    common::stdout(args(&c).arg("seed=7"));
+    assert_ne!(la, train_losses(&c));
+    // Resuming from the step-3 checkpoint repeats steps 4–6 exactly.
+    let r = tmp.path().join("r");
+    std::fs::create_dir_all(&r).unwrap();
+    common::stdout(&mut args(&r));
+    std::fs::remove_dir_all(r.join("checkpoints/step-00000006")).unwrap();
+    std::fs::remove_file(r.join("model.safetensors")).unwrap();
+    common::stdout(args(&r).arg("resume=auto"));
+    assert_eq!(train_losses(&r), la);
+}
+
+#[test]
+fn image_folders_train_and_skip_unreadable_images() {
+    let data = skimage_data();
+    let tmp = tempfile::tempdir().unwrap();
+    // ImageNet layout: class folders of JPEG and PNG photographs (grey, RGB and RGBA among
+    // them), plus one damaged JPEG in the training images.
+    let root = tmp.path().join("images");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let p = entry.unwrap().path();
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ["png", "jpg"].contains(&ext) {
+            let class = root.join(if n % 2 == 0 { "even" } else { "odd" });
+            std::fs::create_dir_all(&class).unwrap();
+            std::fs::copy(&p, class.join(p.file_name().unwrap())).unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 20, "only {n} sample images in {}", data.display());
+    // A JPEG signature followed by garbage. (A merely truncated JPEG decodes, grey-filled,
+    // with the `image` crate's decoder, as with PIL's LOAD_TRUNCATED_IMAGES.)
+    let mut damaged = vec![0xff, 0xd8, 0xff, 0xdb];
+    damaged.extend(b"not the rest of a JPEG file".repeat(8));
+    std::fs::write(root.join("odd/damaged.jpg"), damaged).unwrap();
+    std::fs::write(root.join("odd/empty.png"), b"").unwrap();
+
+    let run = tmp.path().join("run");
+    let out = mae_tiny(&run)
+        .args([
+            "train.max_steps=4",
+            "train.per_device_batch_size=8",
+            "scheduler.warmup_steps=1",
+            "data.input_size=32",
+            "data.eval_images=4",
+            "data.grid_images=2",
+            "eval.every_steps=4",
+            "checkpoint.strategy=no",
+        ])
+        .arg(format!("data.path={}", root.display()))
+        .arg("data.eval_path=null")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("holding out 4 of {} images", n + 2)),
+        "{stderr}"
+    );
+    // 4 steps × 8 samples visit every training image of this epoch's order at most once; the
+    // two broken files are reported by path whenever they are drawn.
+    let losses = train_losses(&run);
+    assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+    let grid = image::open(run.join("samples/step-00000004.png")).unwrap();
+    // 32 px cells upscaled 4× to 128.
+    assert_eq!(grid.height(), 2 * 128 + 3 * 2);
+    if stderr.contains("skipping unreadable image") {
+        assert!(
+            stderr.contains("damaged.jpg") || stderr.contains("empty.png"),
+            "{stderr}"
+        );
+    }
+    // A full epoch draws both broken files: reported, counted, and the run completes.
+    let run2 = tmp.path().join("run2");
+    let out = mae_tiny(&run2)
+        .args([
+            "train.max_steps=null",
+            "train.epochs=1",
+            "train.per_device_batch_size=8",
+            "scheduler.warmup_steps=1",
+            "data.input_size=32",
+            "data.eval_images=4",
+            "data.grid_images=0",
+            "eval.strategy=no",
+            "checkpoint.strategy=no",
+        ])
+        .arg(format!("data.path={}", root.display()))
+        .arg("data.eval_path=null")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("damaged.jpg") && stderr.contains("empty.png"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(2 so far)"), "{stderr}");
+}
+
+#[test]
+fn bad_image_data_is_reported_before_any_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let labels = tmp.path().join("train-labels-idx1-ubyte");
+    std::fs::write(&labels, [0u8, 0, 8, 1, 0, 0, 0, 0]).unwrap();
+    for (path, want) in [
+        (&empty, "holds no images"),
+        (&labels, "not an IDX image file"),
+    ] {
+        let run = tmp.path().join("run");
+        let out = mae_tiny(&run)
+            .arg(format!("data.path={}", path.display()))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(want) && stderr.contains("data.path"),
+            "{stderr}"
+        );
+        assert!(!run.exists(), "a run directory was left behind");
+    }
+}
