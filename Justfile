@@ -35,7 +35,7 @@ fuzz cases="1000000":
     PROPTEST_CASES={{cases}} cargo test --release --locked --test fuzz_config
 
 # All benchmarks. Run them on a quiet machine: nothing else may compete for the cores.
-bench: bench-cli bench-train
+bench: bench-cli bench-train bench-mae
 
 # A Python with PyTorch 2.9.0 and transformers for the reference side of bench-train
 # (from PyPI; the CUDA wheel works on CPU; about 4 minutes and 6.7 GB).
@@ -52,6 +52,16 @@ bench-train python=".venv-bench/bin/python" rounds="3" threads="2":
     RAYON_NUM_THREADS={{threads}} python3 bench/side_by_side.py {{rounds}} \
         ::: cargo bench -q --locked --bench train_throughput -- --steps 8 \
         ::: {{python}} bench/bert_torch.py --steps 8 --threads {{threads}}
+
+# MAE pretraining throughput of a ViT-Tiny/16 MAE (192 wide, 12 blocks; decoder 128 wide,
+# 2 blocks; 224 px, batch 32, mask 0.75, norm_pix_loss): runner's flex backend against the
+# same model in PyTorch eager, 2 threads each, alternating runs, medians and their ratio.
+bench-mae python=".venv-bench/bin/python" rounds="3" threads="2":
+    cargo bench --locked --bench mae_throughput --no-run
+    @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+    RAYON_NUM_THREADS={{threads}} python3 bench/side_by_side.py {{rounds}} \
+        ::: cargo bench -q --locked --bench mae_throughput -- --steps 5 \
+        ::: {{python}} bench/mae_torch.py --steps 5 --threads {{threads}}
 
 # Start-up-to-exit time of resolving and printing a real config (target: well under 20 ms).
 bench-cli: build

@@ -6,8 +6,6 @@
 //! Usage: cargo bench --bench train_throughput -- [--batch 32] [--seq 128] [--steps 10]
 //!        [--warmup 2] [--layers 4] [--hidden 256] [--heads 4]
 
-use std::time::Instant;
-
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorData;
@@ -15,14 +13,9 @@ use runner::config::types::OptimizerConfig;
 use runner::jobs::text::model::{BertClassifier, BertInput, BertShape};
 use runner::train::{clip, optim};
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().expect("a number"))
-        .unwrap_or(default)
-}
+mod common;
+
+use common::{arg, time_steps};
 
 fn main() {
     let (batch, seq, steps, warmup) = (
@@ -46,7 +39,7 @@ fn main() {
     };
     let device = Device::flex().autodiff();
     device.seed(0);
-    let mut model = BertClassifier::new(&shape, &device);
+    let model = BertClassifier::new(&shape, &device);
     let cfg = OptimizerConfig {
         lr: Some(2e-5),
         weight_decay: 0.01,
@@ -71,23 +64,15 @@ fn main() {
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
     let loss_fn = burn::nn::loss::CrossEntropyLossConfig::new().init(&device);
 
-    let mut times = Vec::new();
-    for i in 0..warmup + steps {
-        let start = Instant::now();
-        let loss = loss_fn.forward(model.forward(&input), targets.clone());
+    // Taken and put back each step: a clone would keep the old tensors alive and stop burn
+    // from updating them in place.
+    let mut model = Some(model);
+    time_steps(warmup, steps, batch, &format!("\"seq\": {seq}"), || {
+        let m = model.take().expect("model");
+        let loss = loss_fn.forward(m.forward(&input), targets.clone());
         let _value: f32 = loss.clone().into_scalar();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let (grads, _) = clip::clip_global_norm(&model, grads, 1.0);
-        model = opt.step(2e-5, model, grads);
-        if i >= warmup {
-            times.push(start.elapsed().as_secs_f64());
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    println!(
-        "{{\"impl\": \"runner (burn flex)\", \"batch\": {batch}, \"seq\": {seq}, \"steps\": {steps}, \
-         \"step_s_median\": {median:.4}, \"samples_per_s\": {:.2}}}",
-        batch as f64 / median
-    );
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        let (grads, _) = clip::clip_global_norm(&m, grads, 1.0);
+        model = Some(opt.step(2e-5, m, grads));
+    });
 }
