@@ -438,10 +438,10 @@ fn export(
         Err(d) => return Ok(report(&d, &config)),
     };
     let weights = match checkpoint {
-        Some(p) if p.is_dir() => p.join("model.safetensors"),
+        Some(p) if p.is_dir() => p.join(crate::train::checkpoint::MODEL),
         Some(p) => p.to_path_buf(),
         None => {
-            let final_model = run_dir.join("model.safetensors");
+            let final_model = run_dir.join(crate::train::trainer::FINAL_WEIGHTS);
             if !final_model.is_file() {
                 anyhow::bail!(
                     "`{}` has no model.safetensors (the run has not finished); export a \

@@ -213,22 +213,32 @@ fn image_folders_train_and_skip_unreadable_images() {
     std::fs::write(root.join("odd/damaged.jpg"), damaged).unwrap();
     std::fs::write(root.join("odd/empty.png"), b"").unwrap();
 
+    // Small crops of the folder, 4 images held out of it; `extra` says how long and what
+    // is evaluated.
+    let on_folder = |run: &Path, extra: &[&str]| {
+        mae_tiny(run)
+            .args([
+                "train.per_device_batch_size=8",
+                "scheduler.warmup_steps=1",
+                "data.input_size=32",
+                "data.eval_images=4",
+                "checkpoint.strategy=no",
+                "data.eval_path=null",
+            ])
+            .arg(format!("data.path={}", root.display()))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
     let run = tmp.path().join("run");
-    let out = mae_tiny(&run)
-        .args([
+    let out = on_folder(
+        &run,
+        &[
             "train.max_steps=4",
-            "train.per_device_batch_size=8",
-            "scheduler.warmup_steps=1",
-            "data.input_size=32",
-            "data.eval_images=4",
             "data.grid_images=2",
             "eval.every_steps=4",
-            "checkpoint.strategy=no",
-        ])
-        .arg(format!("data.path={}", root.display()))
-        .arg("data.eval_path=null")
-        .output()
-        .unwrap();
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -250,22 +260,15 @@ fn image_folders_train_and_skip_unreadable_images() {
     }
     // A full epoch draws both broken files: reported, counted, and the run completes.
     let run2 = tmp.path().join("run2");
-    let out = mae_tiny(&run2)
-        .args([
+    let out = on_folder(
+        &run2,
+        &[
             "train.max_steps=null",
             "train.epochs=1",
-            "train.per_device_batch_size=8",
-            "scheduler.warmup_steps=1",
-            "data.input_size=32",
-            "data.eval_images=4",
             "data.grid_images=0",
             "eval.strategy=no",
-            "checkpoint.strategy=no",
-        ])
-        .arg(format!("data.path={}", root.display()))
-        .arg("data.eval_path=null")
-        .output()
-        .unwrap();
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(

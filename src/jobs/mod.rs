@@ -104,7 +104,7 @@ pub fn export(
             exp.job
         );
     };
-    let device = Device::flex();
+    let device = crate::train::backend::host_device();
     let shape = mae::job::shape_of(m, d);
     let model = crate::train::checkpoint::load_model_weights(
         mae::model::MaeVit::new(&shape, &device),

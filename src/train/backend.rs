@@ -28,6 +28,12 @@ pub fn training_device(hw: &HardwareConfig) -> Result<Device, String> {
     }
 }
 
+/// The embedded CPU device, without autodiff, for work beside training (reading a run's
+/// weights to convert them in `runner export`), whatever backend the run trained on.
+pub fn host_device() -> Device {
+    Device::flex()
+}
+
 /// burn-flex keeps one process-wide RNG: seeding and drawing from several threads at once
 /// (parallel tests, say) interleaves draws. Whatever needs reproducible draws holds this.
 pub static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

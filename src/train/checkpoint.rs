@@ -20,7 +20,8 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
 pub const DIR: &str = "checkpoints";
-const MODEL: &str = "model.safetensors";
+/// The weights file inside a checkpoint directory.
+pub const MODEL: &str = "model.safetensors";
 const OPTIMIZER: &str = "optimizer.bpk";
 const STATE: &str = "state.json";
 const TMP_PREFIX: &str = ".tmp-";

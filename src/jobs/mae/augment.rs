@@ -95,12 +95,17 @@ pub fn push_normalized(img: &RgbImage, out: &mut Vec<f32>) {
     out.resize(start + 3 * plane, 0.0);
     for (i, px) in img.pixels().enumerate() {
         for c in 0..3 {
-            out[start + c * plane + i] = (f32::from(px.0[c]) / 255.0 - MEAN[c]) / STD[c];
+            out[start + c * plane + i] = normalize(px.0[c], c);
         }
     }
 }
 
-/// Inverse of [`push_normalized`] for one pixel channel, clamped to a byte.
+/// One byte of `channel` as `ToTensor` then `Normalize` make it.
+pub fn normalize(byte: u8, channel: usize) -> f32 {
+    (f32::from(byte) / 255.0 - MEAN[channel]) / STD[channel]
+}
+
+/// Inverse of [`normalize`], clamped to a byte.
 pub fn to_byte(value: f32, channel: usize) -> u8 {
     ((value * STD[channel] + MEAN[channel]) * 255.0)
         .round()

@@ -57,11 +57,8 @@ mod tests {
         // Two rows of 2×2 images; column 0 is the normalised value of pure red.
         let red: Vec<f32> = (0..3)
             .flat_map(|c| {
-                let v = if c == 0 { 1.0 } else { 0.0 };
-                std::iter::repeat_n(
-                    (v - super::super::augment::MEAN[c]) / super::super::augment::STD[c],
-                    4,
-                )
+                let byte = if c == 0 { 255 } else { 0 };
+                std::iter::repeat_n(super::super::augment::normalize(byte, c), 4)
             })
             .collect();
         let red2 = [red.clone(), red.clone()].concat();

@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, bail};
 use burn::prelude::*;
@@ -13,7 +12,7 @@ use burn::tensor::TensorData;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::augment::{eval_view, push_normalized, train_view};
+use super::augment::{eval_view, normalize, push_normalized, train_view};
 use super::grid;
 use super::masking::{Mask, visible_count};
 use super::model::{MaeInput, MaeShape, MaeVit, patch_stats, patchify, unpatchify};
@@ -24,15 +23,15 @@ use crate::train::seed::mix;
 
 pub struct MaeJob {
     shape: MaeShape,
-    mask_ratio: f64,
+    /// Visible patches per image.
+    keep: usize,
     train: Images,
     /// Held-out images, already cropped and normalised, `[n, 3, S, S]` flat.
     eval_pixels: Vec<f32>,
     eval_masks: Vec<Mask>,
     grid_images: usize,
-    /// Unreadable training images met so far, and which (each reported once).
-    skipped: AtomicUsize,
-    reported: Mutex<HashSet<usize>>,
+    /// Unreadable training images met so far (each reported once).
+    unreadable: Mutex<HashSet<usize>>,
 }
 
 /// A batch as host data.
@@ -115,13 +114,12 @@ impl MaeJob {
         );
         Ok(MaeJob {
             shape,
-            mask_ratio: model.mask_ratio,
+            keep,
             train,
             eval_pixels,
             eval_masks,
             grid_images: (data.grid_images as usize).min(n_eval),
-            skipped: AtomicUsize::new(0),
-            reported: Mutex::new(HashSet::new()),
+            unreadable: Mutex::new(HashSet::new()),
         })
     }
 
@@ -147,14 +145,14 @@ impl MaeJob {
     fn write_grid(&self, model: &MaeVit, device: &Device, path: &Path) -> Result<()> {
         let input = self.eval_input(0..self.grid_images, device);
         let p = self.shape.patch_size;
+        let original = patchify(input.images.clone(), p);
         let mut pred = model.forward(&input);
         if self.shape.norm_pix_loss {
             // The model predicts standardised patches; shown with the original patch's own
             // statistics, as MAE's visualisations of norm_pix_loss models do.
-            let (mean, var) = patch_stats(patchify(input.images.clone(), p));
+            let (mean, var) = patch_stats(original.clone());
             pred = pred * (var + 1e-6).sqrt() + mean;
         }
-        let original = patchify(input.images.clone(), p);
         let hidden = input.hidden.clone().unsqueeze_dim::<3>(2);
         let visible = hidden.clone().neg() + 1.0;
         // Hidden patches are shown mid-grey.
@@ -182,9 +180,7 @@ impl MaeJob {
 /// A tensor of `shape` holding the normalised value of mid-grey (128) in each channel
 /// (patch values are in (row, column, channel) order).
 fn grey_patch(shape: [usize; 3], device: &Device) -> Tensor<3> {
-    let channel: Vec<f32> = (0..3)
-        .map(|c| (128.0 / 255.0 - super::augment::MEAN[c]) / super::augment::STD[c])
-        .collect();
+    let channel: Vec<f32> = (0..3).map(|c| normalize(128, c)).collect();
     let values: Vec<f32> = (0..shape[0] * shape[1] * shape[2])
         .map(|i| channel[i % 3])
         .collect();
@@ -245,7 +241,6 @@ impl Job for MaeJob {
 
     fn train_batch(&self, indices: &[usize], epoch_seed: u64) -> Result<MaeBatch> {
         let size = self.shape.image_size as u32;
-        let keep = visible_count(self.shape.patches(), self.mask_ratio);
         let mut pixels = Vec::with_capacity(indices.len() * self.image_len());
         let mut masks = Vec::with_capacity(indices.len());
         let mut first_error = None;
@@ -253,13 +248,9 @@ impl Job for MaeJob {
             let img = match self.train.load(i) {
                 Ok(img) => img,
                 Err(e) => {
-                    let newly = self
-                        .reported
-                        .lock()
-                        .map(|mut r| r.insert(i))
-                        .unwrap_or(false);
-                    if newly {
-                        let n = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+                    let mut seen = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+                    if seen.insert(i) {
+                        let n = seen.len();
                         tracing::warn!("skipping unreadable image ({n} so far): {e:#}");
                     }
                     first_error.get_or_insert(e);
@@ -268,7 +259,7 @@ impl Job for MaeJob {
             };
             let mut rng = ChaCha8Rng::seed_from_u64(mix(epoch_seed, i as u64));
             push_normalized(&train_view(&img, size, &mut rng), &mut pixels);
-            masks.push(Mask::draw(self.shape.patches(), keep, &mut rng));
+            masks.push(Mask::draw(self.shape.patches(), self.keep, &mut rng));
         }
         if masks.is_empty() {
             let e = first_error.expect("an empty batch had errors");
