@@ -227,22 +227,52 @@ pub fn save_model_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
 
 /// Loads every tensor of `model` from a safetensors file written by runner; names the
 /// missing and unexpected tensors when the file does not fit the model.
-pub fn load_model_weights<M: Module>(mut model: M, path: &Path) -> Result<M> {
+pub fn load_model_weights<M: Module>(model: M, path: &Path) -> Result<M> {
+    load_weights_named(model, path, Naming::Runner, |_| false)
+}
+
+/// How a weights file names normalisation parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// burn's (`gamma`, `beta`), as runner writes them.
+    Runner,
+    /// PyTorch's (`weight`, `bias`), as reference implementations write them.
+    PyTorch,
+}
+
+/// Loads every tensor of `model` from a safetensors file, every file tensor for which
+/// `ignored` holds left out (e.g. a reference checkpoint's loss-module tensors); names the
+/// missing and unexpected tensors when the file does not fit the model.
+pub fn load_weights_named<M: Module>(
+    mut model: M,
+    path: &Path,
+    naming: Naming,
+    ignored: impl Fn(&str) -> bool,
+) -> Result<M> {
     if !path.is_file() {
         bail!("no weights file `{}`", path.display());
     }
     let mut store = SafetensorsStore::from_file(path).allow_partial(true);
+    if naming == Naming::PyTorch {
+        store = store.with_from_adapter(burn::store::PyTorchToBurnAdapter);
+    }
     let result = model
         .load_from(&mut store)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot read `{}`", path.display()))?;
-    if !result.missing.is_empty() || !result.unused.is_empty() || !result.errors.is_empty() {
+    let unused: Vec<&str> = result
+        .unused
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !ignored(k))
+        .collect();
+    if !result.missing.is_empty() || !unused.is_empty() || !result.errors.is_empty() {
         let missing: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
         bail!(
             "`{}` does not fit the model: missing {}; unexpected {}{}",
             path.display(),
             list_or_none(&missing),
-            list_or_none(&result.unused.iter().map(String::as_str).collect::<Vec<_>>()),
+            list_or_none(&unused),
             if result.errors.is_empty() {
                 String::new()
             } else {
