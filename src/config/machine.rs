@@ -13,10 +13,21 @@ use super::types::*;
 /// caller passes it in so that config stays free of burn.
 pub type DeviceCheck<'a> = &'a dyn Fn(&HardwareConfig) -> Result<(), String>;
 
+/// A program the job needs on this machine that is missing (FFmpeg for video containers):
+/// the key whose value needs it, what is wrong, how to fix it. Answered by the jobs, passed in
+/// by the caller like [`DeviceCheck`].
+pub struct MissingTool {
+    pub key: String,
+    pub message: String,
+    pub help: String,
+}
+pub type ToolCheck<'a> = &'a dyn Fn(&Experiment) -> Option<MissingTool>;
+
 pub fn machine_checks(
     exp: &Experiment,
     layers: &Layers,
     device_check: DeviceCheck<'_>,
+    tool_check: ToolCheck<'_>,
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut need = |key: &str, path: &str, what: &str| {
@@ -67,6 +78,12 @@ pub fn machine_checks(
     }
     if let Some(resume) = exp.resume.as_deref().filter(|r| *r != "auto") {
         need("resume", resume, "checkpoint");
+    }
+    if let Some(missing) = tool_check(exp) {
+        out.push(layers.diag_at(
+            &missing.key,
+            Diagnostic::error("missing-tool", missing.message).help(missing.help),
+        ));
     }
     if let Err(why) = device_check(&exp.hardware) {
         let (key, help) = match exp.hardware.device {
