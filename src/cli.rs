@@ -302,6 +302,7 @@ fn validate(config: &ConfigArgs, strict: bool) -> Result<ExitCode> {
             &resolved.experiment,
             &resolved.layers,
             &crate::train::backend::check,
+            &jobs::missing_tool,
         );
         if !problems.is_empty() {
             return Ok(report(&Diagnostics(problems), &config.experiment));
@@ -338,6 +339,7 @@ fn run(config: &ConfigArgs, dry_run: bool, live_bar: bool) -> Result<ExitCode> {
         &resolved.experiment,
         &resolved.layers,
         &crate::train::backend::check,
+        &jobs::missing_tool,
     );
     if !problems.is_empty() {
         return Ok(report(&Diagnostics(problems), &config.experiment));
@@ -357,7 +359,6 @@ fn run(config: &ConfigArgs, dry_run: bool, live_bar: bool) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    jobs::supported(resolved.experiment.job).map_err(anyhow::Error::msg)?;
     jobs::unsupported_settings(&resolved.experiment).map_err(anyhow::Error::msg)?;
     let device = crate::train::backend::training_device(&resolved.experiment.hardware)
         .map_err(anyhow::Error::msg)?;

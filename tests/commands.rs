@@ -235,24 +235,6 @@ fn run_checks_the_machine_before_any_work() {
 }
 
 #[test]
-fn run_of_a_job_not_built_yet_says_so_and_creates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("clips")).unwrap();
-    write(
-        dir.path(),
-        "e.yaml",
-        "name: v\njob: causal_vae\ndata: {video_path: clips}\noptimizer: {lr: 1.0e-4}\n",
-    );
-    let (code, err) = failure(runner_in(dir.path()).args(["run", "e.yaml"]));
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("the `causal_vae` job is not implemented in this runner build yet"),
-        "{err}"
-    );
-    assert!(!dir.path().join("runs").exists(), "nothing is created");
-}
-
-#[test]
 fn init_writes_a_starter_that_validates_for_every_job() {
     let dir = tempfile::tempdir().unwrap();
     for job in ["mae", "text_classification", "causal_vae"] {

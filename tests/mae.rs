@@ -8,8 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::runner;
-use serde_json::Value as Json;
+use common::{metrics, runner};
 
 const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -53,14 +52,6 @@ fn mae_tiny(run: &Path) -> assert_cmd::Command {
     ])
     .arg(run);
     cmd
-}
-
-fn metrics(run: &Path) -> Vec<Json> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn held_out_losses(run: &Path) -> Vec<(u64, f64)> {

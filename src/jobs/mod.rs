@@ -1,6 +1,7 @@
 //! The jobs: what is trained. Each implements `train::job::Job`; this is the one place that
 //! maps `job:` to its implementation.
 
+pub mod causal_vae;
 pub mod mae;
 pub mod text;
 
@@ -11,25 +12,15 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 
-use crate::config::types::{DataConfig, Experiment, JobKind, ModelConfig};
+use crate::config::machine::MissingTool;
+use crate::config::types::{DataConfig, Experiment, ModelConfig};
 use crate::train::trainer::{self, Settings, Summary};
 
 /// A job with its data read and checked, ready to train.
 pub enum Ready {
     Mae(Arc<mae::MaeJob>),
     Text(Arc<text::TextJob>),
-}
-
-/// Whether this build can train `job` (asked before anything is written).
-pub fn supported(job: JobKind) -> Result<(), String> {
-    match job {
-        JobKind::TextClassification | JobKind::Mae => Ok(()),
-        JobKind::CausalVae => Err(format!(
-            "the `{job}` job is not implemented in this runner build yet (`mae` and \
-             `text_classification` train); `runner validate` and `runner run --dry-run` \
-             still check its configuration"
-        )),
-    }
+    CausalVae(Arc<causal_vae::CausalVaeJob>),
 }
 
 /// Settings the engine does not implement yet, refused before anything runs rather than
@@ -54,11 +45,46 @@ pub fn unsupported_settings(exp: &Experiment) -> Result<(), String> {
     Ok(())
 }
 
+/// `n` indices spread evenly over `0..len` (the first is 0): which examples are held out.
+pub(crate) fn spread(len: usize, n: usize) -> Vec<usize> {
+    (0..n).map(|i| i * len / n.max(1)).collect()
+}
+
+/// A program the job needs that this machine lacks (FFmpeg when the clips include video
+/// containers), for `runner validate --strict` and the checks before `runner run`.
+pub fn missing_tool(exp: &Experiment) -> Option<MissingTool> {
+    let DataConfig::CausalVae(d) = &exp.data else {
+        return None;
+    };
+    let keys = [
+        ("data.video_path", Some(&d.video_path)),
+        ("data.eval_path", d.eval_path.as_ref()),
+    ];
+    for (key, path) in keys {
+        // Listing problems are reported by `prepare`, with the rest of the data checks.
+        let Some(clips) = path.and_then(|p| causal_vae::clips::list(Path::new(p)).ok()) else {
+            continue;
+        };
+        let refs: Vec<&causal_vae::clips::Clip> = clips.iter().collect();
+        let Some(why) = causal_vae::video::ffmpeg_needed_for(&refs) else {
+            continue;
+        };
+        let message = match causal_vae::ffmpeg::Ffmpeg::find() {
+            Ok(Some(_)) => continue,
+            Ok(None) => format!("FFmpeg is needed {why}, but no `ffmpeg` program is on PATH"),
+            Err(e) => format!("FFmpeg is needed {why}, but {e:#}"),
+        };
+        return Some(MissingTool {
+            key: key.into(),
+            message,
+            help: causal_vae::ffmpeg::INSTALL_HINT.into(),
+        });
+    }
+    None
+}
+
 /// Reads and prepares the job's data (and tokenizer, pretrained config, …).
 pub fn prepare(exp: &Experiment) -> Result<Ready> {
-    if let Err(why) = supported(exp.job) {
-        bail!(why);
-    }
     match (&exp.model, &exp.data) {
         (ModelConfig::TextClassification(m), DataConfig::TextClassification(d)) => {
             Ok(Ready::Text(Arc::new(text::TextJob::new(m, d)?)))
@@ -66,8 +92,12 @@ pub fn prepare(exp: &Experiment) -> Result<Ready> {
         (ModelConfig::Mae(m), DataConfig::Mae(d)) => {
             Ok(Ready::Mae(Arc::new(mae::MaeJob::new(m, d, exp.seed)?)))
         }
+        (ModelConfig::CausalVae(m), DataConfig::CausalVae(d)) => Ok(Ready::CausalVae(Arc::new(
+            causal_vae::CausalVaeJob::new(m, d)?,
+        ))),
+        // The loader builds both sections from `job`, so they always match.
         _ => bail!(
-            "the `{}` job is not implemented in this runner build yet",
+            "the model and data sections do not belong to job `{}`",
             exp.job
         ),
     }
@@ -78,6 +108,7 @@ impl Ready {
         match self {
             Ready::Mae(job) => trainer::train(job, settings, device),
             Ready::Text(job) => trainer::train(job, settings, device),
+            Ready::CausalVae(job) => trainer::train(job, settings, device),
         }
     }
 }

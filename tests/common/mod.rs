@@ -53,6 +53,15 @@ pub fn explain(cmd: &mut Command) -> (serde_json::Value, serde_json::Value) {
     (v["config"].clone(), v["sources"].clone())
 }
 
+/// Every line of a run's `metrics.jsonl`.
+pub fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();

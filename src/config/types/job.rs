@@ -448,6 +448,23 @@ pub struct CausalVaeData {
     #[serde(default = "vae_data_defaults::sample_rate")]
     #[schemars(range(min = 1))]
     pub sample_rate: u32,
+    /// Held-out clips (a folder or list file, like `video_path`). Without it, `eval_clips`
+    /// clips spread over `video_path` are held out and not trained on.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub eval_path: Option<String>,
+    /// How many held-out clips to evaluate (reconstruction PSNR on each one's centred window).
+    #[serde(default = "vae_data_defaults::eval_clips")]
+    #[schemars(range(min = 1))]
+    pub eval_clips: u32,
+    /// Held-out clips shown at each evaluation, input over reconstruction, in
+    /// `samples/step-N.gif` and `samples/step-N.png` (0: none).
+    #[serde(default = "vae_data_defaults::preview_clips")]
+    pub preview_clips: u32,
+    /// Memory for decoded clips (MiB), so that later windows of a clip skip FFmpeg; the oldest
+    /// go first when it is full (0: decode every time). Frame folders are never cached.
+    #[serde(default = "vae_data_defaults::decoded_cache_mb")]
+    pub decoded_cache_mb: u32,
 }
 
 mod vae_data_defaults {
@@ -459,5 +476,14 @@ mod vae_data_defaults {
     }
     pub fn sample_rate() -> u32 {
         1
+    }
+    pub fn eval_clips() -> u32 {
+        8
+    }
+    pub fn preview_clips() -> u32 {
+        2
+    }
+    pub fn decoded_cache_mb() -> u32 {
+        1024
     }
 }

@@ -18,6 +18,7 @@ use super::masking::{Mask, visible_count};
 use super::model::{MaeInput, MaeShape, MaeVit, patch_stats, patchify, unpatchify};
 use super::source::Images;
 use crate::config::types::{MaeData, MaeModel};
+use crate::jobs::spread;
 use crate::train::job::{EvalContext, EvalSet, Job};
 use crate::train::seed::mix;
 
@@ -201,11 +202,6 @@ pub fn shape_of(model: &MaeModel, data: &MaeData) -> MaeShape {
         decoder_num_heads: dims.decoder_num_heads as usize,
         norm_pix_loss: model.norm_pix_loss,
     }
-}
-
-/// `n` indices spread evenly over `0..len` (the first is 0).
-fn spread(len: usize, n: usize) -> Vec<usize> {
-    (0..n).map(|i| i * len / n.max(1)).collect()
 }
 
 /// Moves images and their masks to the device as the model's gather indices.
