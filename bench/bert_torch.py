@@ -1,10 +1,12 @@
 """The same training step as benches/train_throughput.rs in PyTorch eager: Hugging Face's
 BertForSequenceClassification (eager attention), cross-entropy, backward, clip_grad_norm_(1.0),
 AdamW. Prints one JSON line. Needs torch and transformers (`just setup-bench`)."""
-import argparse, json, time
+import argparse
 
 import torch
 from transformers import BertConfig, BertForSequenceClassification
+
+from torch_steps import time_steps
 
 p = argparse.ArgumentParser()
 for name, default in [("batch", 32), ("seq", 128), ("steps", 10), ("warmup", 2),
@@ -20,19 +22,15 @@ opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
 ids = torch.randint(1000, 30000, (a.batch, a.seq))
 labels = torch.randint(0, 3, (a.batch,))
 mask = torch.ones(a.batch, a.seq, dtype=torch.long)
-times = []
-for i in range(a.warmup + a.steps):
-    start = time.perf_counter()
+
+
+def step():
     out = model(input_ids=ids, attention_mask=mask, labels=labels)
     out.loss.item()
     opt.zero_grad(set_to_none=True)
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
-    if i >= a.warmup:
-        times.append(time.perf_counter() - start)
-times.sort()
-median = times[len(times) // 2]
-print(json.dumps({"impl": f"PyTorch {torch.__version__} eager", "batch": a.batch, "seq": a.seq,
-                  "steps": a.steps, "step_s_median": round(median, 4),
-                  "samples_per_s": round(a.batch / median, 2)}))
+
+
+time_steps(step, a.warmup, a.steps, a.batch, seq=a.seq)

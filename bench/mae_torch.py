@@ -2,11 +2,13 @@
 reference models_mae.py (timm Block: fused qkv, explicit softmax attention as in the timm 0.3.2
 MAE pins; Conv2d patch embedding; argsort masking; norm_pix_loss MSE on hidden patches) with
 AdamW betas (0.9, 0.95). Prints one JSON line. Needs torch (`just setup-bench`)."""
-import argparse, json, math, time
+import argparse
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from torch_steps import time_steps
 
 p = argparse.ArgumentParser()
 for name, default in [("batch", 32), ("image", 224), ("patch", 16), ("dim", 192), ("depth", 12),
@@ -108,18 +110,14 @@ class MAE(nn.Module):
 model = MAE().train()
 opt = torch.optim.AdamW(model.parameters(), lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
 imgs = torch.rand(a.batch, 3, a.image, a.image) * 4 - 2
-times = []
-for i in range(a.warmup + a.steps):
-    start = time.perf_counter()
+
+
+def step():
     loss = model(imgs)
     loss.item()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    if i >= a.warmup:
-        times.append(time.perf_counter() - start)
-times.sort()
-median = times[len(times) // 2]
-print(json.dumps({"impl": f"PyTorch {torch.__version__} eager", "batch": a.batch, "image": a.image,
-                  "steps": a.steps, "step_s_median": round(median, 4),
-                  "samples_per_s": round(a.batch / median, 2)}))
+
+
+time_steps(step, a.warmup, a.steps, a.batch, image=a.image)

@@ -21,7 +21,7 @@ use runner::train::optim;
 
 mod common;
 
-use common::{arg, time_steps};
+use common::{arg, pseudo_random, time_steps};
 
 fn main() {
     let (batch, steps, warmup) = (arg("--batch", 32), arg("--steps", 5), arg("--warmup", 2));
@@ -47,15 +47,7 @@ fn main() {
     };
     let mut opt = optim::build(&cfg, &model);
     let s = shape.image_size;
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let pixels: Vec<f32> = (0..batch * 3 * s * s)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect();
+    let pixels = pseudo_random(batch * 3 * s * s, -2.0, 2.0);
     let keep = visible_count(shape.patches(), 0.75);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
 

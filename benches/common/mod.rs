@@ -31,3 +31,18 @@ pub fn time_steps(warmup: usize, steps: usize, batch: usize, fields: &str, mut s
         batch as f64 / median
     );
 }
+
+/// `n` fixed pseudo-random values uniform in `[lo, hi)` (a 64-bit LCG: the same inputs on
+/// every run and machine, without a dependency).
+#[allow(dead_code)] // train_throughput draws token ids, not pixels
+pub fn pseudo_random(n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            lo + ((state >> 40) as f32 / (1u64 << 24) as f32) * (hi - lo)
+        })
+        .collect()
+}
