@@ -1,6 +1,7 @@
 //! `causal_vae` as a [`Job`]: training windows are decoded in loader workers, each sample's
 //! start frame drawn from its own seed; the held-out clips' centred windows are decoded once at
 //! start, so every evaluation reconstructs the same frames.
+//!
 //! The loss is [`CausalVae::loss`]; evaluations report PSNR, the reconstruction error and the
 //! KL of the posterior mean's reconstruction.
 
@@ -135,7 +136,6 @@ impl CausalVaeJob {
             data.sample_rate,
             shape.latent_dims(frames, size)
         );
-        // The reader's cache keys index the training clips first.
         Ok(CausalVaeJob {
             shape,
             kl_weight: model.kl_weight,

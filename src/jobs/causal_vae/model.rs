@@ -5,9 +5,9 @@
 //! converted Open-Sora-Plan checkpoint maps onto it ([`super::weights`]).
 //!
 //! Causality: every convolution pads time on the past side only, by repeating the first frame,
-//! and attention mixes pixels within a frame, so encoder output frame `j` sees input frames
-//! `≤ 4j` and the first frame is encoded on its own (an image is a 1-frame video). Shapes for
-//! the 488 layout: `[B, 3, 1 + 4k, H, W]` → latent `[B, C, 1 + k, H/8, W/8]`.
+//! and GroupNorm statistics and attention stay within a frame, so encoder output frame `j`
+//! sees input frames `≤ 4j` and the first frame is encoded on its own (an image is a 1-frame
+//! video). Shapes for the 488 layout: `[B, 3, 1 + 4k, H, W]` → latent `[B, C, 1 + k, H/8, W/8]`.
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
