@@ -2,7 +2,7 @@
 after Open-Sora-Plan's CausalVAEModel (causal 3-D convs padded by repeating the first frame,
 pre-activation ResNet blocks, 2x spatial down/up on three levels, TimeDownsampleRes2x /
 TimeUpsampleRes2x on two, per-frame attention in the mid blocks, diagonal Gaussian latent) with
-runner's per-frame GroupNorm, L1 + kl_weight * KL per pixel, and AdamW. Prints one JSON line.
+runner's per-frame GroupNorm, L1 + kl_weight * KL / (3HW), and AdamW. Prints one JSON line.
 Needs torch (`just setup-bench`)."""
 import argparse, math
 
@@ -42,6 +42,7 @@ class CausalConv3d(nn.Module):
         pad = k[1] // 2 if pad is None else pad
         self.time_pad = k[0] - 1
         self.conv = nn.Conv3d(cin, cout, k, stride=stride, padding=(0, pad, pad))
+        nn.init.zeros_(self.conv.bias)
 
     def forward(self, x):
         if self.time_pad:
@@ -197,7 +198,8 @@ class CausalVAE(nn.Module):
         z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         recon = self.decoder(self.post_quant_conv(z))
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
-        return (recon - x).abs().mean() + kl_weight * kl.mean() / x[0].numel()
+        per_frame = x.shape[1] * x.shape[3] * x.shape[4]
+        return (recon - x).abs().mean() + kl_weight * kl.mean() / per_frame
 
 
 model = CausalVAE(a.base, a.res_blocks).train()

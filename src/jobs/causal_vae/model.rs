@@ -1,8 +1,10 @@
 //! The CausalVAE: a causal 3-D convolutional VAE laid out as Open-Sora-Plan's
 //! `CausalVAEModel` (`causal_vae_488`: hidden 128, multipliers 1-2-4-4, two ResNet blocks per
 //! level, spatial 2× down on levels 0-2, temporal 2× down on levels 1-2, a mid block with
-//! per-frame attention, a diagonal-Gaussian latent), with the same module names so that a
-//! converted Open-Sora-Plan checkpoint maps onto it ([`super::weights`]).
+//! per-frame attention, a diagonal-Gaussian latent), with the same module names
+//! ([`super::weights`]). Every level uses causal 3-D convolutions, as v1.0 did; the released
+//! v1.1 weights put 2-D convolutions (per frame) on the first two encoder levels, so they do
+//! not load into this layout.
 //!
 //! Causality: every convolution pads time on the past side only, by repeating the first frame,
 //! and GroupNorm statistics and attention stay within a frame, so encoder output frame `j`
@@ -104,7 +106,7 @@ fn group_norm(channels: usize, device: &Device) -> GroupNorm {
 /// The reference pools the statistics over all frames as well, which lets a later frame shift
 /// the normalisation of an earlier one, so its encoder is not strictly causal; per frame, frame
 /// `t`'s output depends on frames `≤ t` only. The parameters are the same (one scale and shift
-/// per channel), so reference weights still load.
+/// per channel).
 fn frame_norm(norm: &GroupNorm, x: Tensor<5>) -> Tensor<5> {
     let [b, c, t, h, w] = x.dims();
     let g = norm.num_groups;
@@ -141,11 +143,17 @@ impl CausalConv3d {
         pad: usize,
         device: &Device,
     ) -> CausalConv3d {
+        let mut conv = Conv3dConfig::new(channels, kernel)
+            .with_stride(stride)
+            .with_padding(PaddingConfig3d::Explicit(0, pad, pad))
+            .init(device);
+        // The reference zeroes CausalConv3d biases (its `init_method="random"` keeps PyTorch's
+        // weight init only).
+        conv.bias = conv
+            .bias
+            .map(|_| Param::from_tensor(Tensor::zeros([channels[1]], device)));
         CausalConv3d {
-            conv: Conv3dConfig::new(channels, kernel)
-                .with_stride(stride)
-                .with_padding(PaddingConfig3d::Explicit(0, pad, pad))
-                .init(device),
+            conv,
             time_pad: kernel[0] - 1,
         }
     }
@@ -590,17 +598,19 @@ impl CausalVae {
     /// The training loss of clips `x`, `[1]`: the reconstruction error of a sampled latent,
     /// per pixel, plus `kl_weight` × the KL per pixel.
     ///
-    /// Open-Sora-Plan's `LPIPSWithDiscriminator` (without LPIPS and discriminator) sums both
-    /// terms over each sample's pixels; dividing both by the pixels per clip keeps what
-    /// `kl_weight` means and Adam's steps, and makes the logged loss a per-pixel error. The
-    /// reference's learned `logvar` (initialised to 0, where it leaves the loss unchanged) is
-    /// not trained here.
+    /// Open-Sora-Plan's `LPIPSWithDiscriminator3D` (without LPIPS and discriminator) divides
+    /// the summed reconstruction error by the number of frames (B·T) and the summed KL by the
+    /// number of clips (B). Dividing both of its terms by the pixels per frame (3·H·W) gives
+    /// this loss: the same balance, so `kl_weight` means what it means there, and a per-pixel
+    /// reconstruction error in the log. Its `logvar` is not trained, as in the reference, whose
+    /// optimizers never update it (at 0 it leaves the loss unchanged).
     pub fn loss(&self, x: Tensor<5>, kl_weight: f64, kind: ReconstructionLoss) -> Tensor<1> {
-        let pixels = x.dims()[1..].iter().product::<usize>() as f64;
+        let [_, c, _, h, w] = x.dims();
+        let per_frame = (c * h * w) as f64;
         let posterior = self.encode(x.clone());
         let recon = self.decode(posterior.sample());
         let rec = reconstruction_error(x, recon, kind).mean();
-        rec + posterior.kl().mean() * (kl_weight / pixels)
+        rec + posterior.kl().mean() * (kl_weight / per_frame)
     }
 }
 

@@ -1,5 +1,6 @@
 //! `init_from` for the CausalVAE (Open-Sora-Plan's `--load_from_checkpoint`): a safetensors file
-//! written by runner, or an Open-Sora-Plan checkpoint converted to safetensors. The model's
+//! written by runner, or one with the reference's PyTorch names for this layout (see
+//! [`super::model`] for where it departs from the released v1.1 weights). The model's
 //! module names are the reference's (`encoder.down.1.block.0.conv1.conv.weight`…); GroupNorm
 //! `weight`/`bias` become burn's `gamma`/`beta`, and the reference's loss-module tensors
 //! (`loss.discriminator.*`, `loss.logvar`, `loss.perceptual_loss.*`: the discriminator and LPIPS
