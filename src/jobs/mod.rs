@@ -45,6 +45,21 @@ pub fn unsupported_settings(exp: &Experiment) -> Result<(), String> {
     Ok(())
 }
 
+/// Training examples skipped so far (unreadable, too short): each is reported once, with the
+/// running count, however often the epochs draw it.
+#[derive(Default)]
+pub(crate) struct Skipped(std::sync::Mutex<std::collections::HashSet<usize>>);
+
+impl Skipped {
+    /// Records example `i`; the first time, calls `report` with how many are skipped so far.
+    pub(crate) fn note(&self, i: usize, report: impl FnOnce(usize)) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.insert(i) {
+            report(seen.len());
+        }
+    }
+}
+
 /// `n` indices spread evenly over `0..len` (the first is 0): which examples are held out.
 pub(crate) fn spread(len: usize, n: usize) -> Vec<usize> {
     (0..n).map(|i| i * len / n.max(1)).collect()

@@ -62,6 +62,19 @@ pub fn metrics(run: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// (step, value) of `metric` in every evaluation of the `held_out` set.
+pub fn held_out(run: &Path, metric: &str) -> Vec<(u64, f64)> {
+    metrics(run)
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m["step"].as_u64()?,
+                m.get("eval")?["held_out"][metric].as_f64()?,
+            ))
+        })
+        .collect()
+}
+
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();

@@ -22,6 +22,8 @@ pub const INSTALL_HINT: &str = "install FFmpeg (Debian/Ubuntu: `sudo apt-get ins
 #[derive(Debug, Clone)]
 pub struct Ffmpeg {
     program: PathBuf,
+    /// The first line of `ffmpeg -version` (logged with the run).
+    version: String,
 }
 
 impl Ffmpeg {
@@ -42,23 +44,17 @@ impl Ffmpeg {
                 out.status
             );
         }
-        Ok(Some(Ffmpeg { program }))
+        let version = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        Ok(Some(Ffmpeg { program, version }))
     }
 
-    /// The first line of `ffmpeg -version` (recorded with the run's versions).
-    pub fn version(&self) -> String {
-        Command::new(&self.program)
-            .args(["-hide_banner", "-version"])
-            .stdin(Stdio::null())
-            .output()
-            .ok()
-            .and_then(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .map(str::to_string)
-            })
-            .unwrap_or_default()
+    /// The first line of `ffmpeg -version`.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// Every frame of the first video stream of `clip`, resized so that its short side is

@@ -7,7 +7,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
 
 use anyhow::{Result, bail};
 use burn::prelude::*;
@@ -21,7 +20,7 @@ use super::preview::{self, Pair};
 use super::video::{self, VideoReader, Window};
 use super::weights;
 use crate::config::types::{CausalVaeData, CausalVaeModel, ReconstructionLoss};
-use crate::jobs::spread;
+use crate::jobs::{Skipped, spread};
 use crate::train::job::{EvalContext, EvalSet, Job};
 use crate::train::seed::mix;
 
@@ -37,8 +36,8 @@ pub struct CausalVaeJob {
     eval_pixels: Vec<f32>,
     preview_clips: usize,
     /// Training clips too short for a window, and unreadable ones (each reported once).
-    too_short: Mutex<HashSet<usize>>,
-    unreadable: Mutex<HashSet<usize>>,
+    too_short: Skipped,
+    unreadable: Skipped,
 }
 
 pub struct VaeBatch {
@@ -146,8 +145,8 @@ impl CausalVaeJob {
             reader,
             eval_pixels,
             preview_clips: (data.preview_clips as usize).min(n_eval),
-            too_short: Mutex::new(HashSet::new()),
-            unreadable: Mutex::new(HashSet::new()),
+            too_short: Skipped::default(),
+            unreadable: Skipped::default(),
         })
     }
 
@@ -158,13 +157,6 @@ impl CausalVaeJob {
     fn clips(&self, pixels: Vec<f32>, n: usize, device: &Device) -> Tensor<5> {
         let (t, s) = (self.frames, self.size);
         Tensor::from_data(TensorData::new(pixels, [n, 3, t, s, s]), device)
-    }
-
-    fn note(set: &Mutex<HashSet<usize>>, i: usize, what: impl FnOnce(usize)) {
-        let mut seen = set.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.insert(i) {
-            what(seen.len());
-        }
     }
 }
 
@@ -237,7 +229,7 @@ impl Job for CausalVaeJob {
                     n += 1;
                 }
                 Ok(Window::TooShort { frames }) => {
-                    Self::note(&self.too_short, i, |count| {
+                    self.too_short.note(i, |count| {
                         tracing::warn!(
                             "skipping `{}`: {frames} frames, too short for {} frames at \
                              sample_rate ({count} short clips so far)",
@@ -248,7 +240,7 @@ impl Job for CausalVaeJob {
                     problems.push(format!("`{}` has {frames} frames", clip.path().display()));
                 }
                 Err(e) => {
-                    Self::note(&self.unreadable, i, |count| {
+                    self.unreadable.note(i, |count| {
                         tracing::warn!("skipping unreadable clip ({count} so far): {e:#}")
                     });
                     problems.push(format!("{e:#}"));

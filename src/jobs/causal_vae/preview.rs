@@ -36,6 +36,23 @@ fn frame(clip: &[f32], t: usize, frames: usize, size: usize, scale: u32) -> RgbI
     RgbImage::from_fn(size as u32 * scale, size as u32 * scale, px)
 }
 
+/// Frame `t` of a pair at `(x, y)`: the input, and the reconstruction one cell below it.
+fn draw(
+    canvas: &mut RgbImage,
+    pair: &Pair<'_>,
+    t: usize,
+    (x, y): (u32, u32),
+    frames: usize,
+    size: usize,
+    scale: u32,
+) {
+    let below = y + size as u32 * scale + GAP;
+    for (clip, y) in [(pair.input, y), (pair.reconstruction, below)] {
+        let img = frame(clip, t, frames, size, scale);
+        image::imageops::overlay(canvas, &img, x.into(), y.into());
+    }
+}
+
 fn scale_for(size: usize) -> u32 {
     MIN_CELL.div_ceil(size as u32).max(1)
 }
@@ -57,18 +74,14 @@ pub fn write(stem: &Path, pairs: &[Pair<'_>], frames: usize, size: usize) -> Res
     for t in 0..frames {
         let mut canvas = RgbImage::from_pixel(width, height, white);
         for (i, p) in pairs.iter().enumerate() {
-            let x = i as u32 * (cell + GAP);
-            image::imageops::overlay(
+            draw(
                 &mut canvas,
-                &frame(p.input, t, frames, size, scale),
-                x.into(),
-                0,
-            );
-            image::imageops::overlay(
-                &mut canvas,
-                &frame(p.reconstruction, t, frames, size, scale),
-                x.into(),
-                (cell + GAP).into(),
+                p,
+                t,
+                (i as u32 * (cell + GAP), 0),
+                frames,
+                size,
+                scale,
             );
         }
         let rgba: RgbaImage = image::DynamicImage::ImageRgb8(canvas).to_rgba8();
@@ -89,18 +102,14 @@ pub fn write(stem: &Path, pairs: &[Pair<'_>], frames: usize, size: usize) -> Res
     for (i, p) in pairs.iter().enumerate() {
         let y = i as u32 * (2 * cell + 2 * GAP);
         for t in 0..frames {
-            let x = t as u32 * (cell + GAP);
-            image::imageops::overlay(
+            draw(
                 &mut strip,
-                &frame(p.input, t, frames, size, scale),
-                x.into(),
-                y.into(),
-            );
-            image::imageops::overlay(
-                &mut strip,
-                &frame(p.reconstruction, t, frames, size, scale),
-                x.into(),
-                (y + cell + GAP).into(),
+                p,
+                t,
+                (t as u32 * (cell + GAP), y),
+                frames,
+                size,
+                scale,
             );
         }
     }

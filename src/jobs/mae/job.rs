@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
 
 use anyhow::{Result, bail};
 use burn::prelude::*;
@@ -18,7 +17,7 @@ use super::masking::{Mask, visible_count};
 use super::model::{MaeInput, MaeShape, MaeVit, patch_stats, patchify, unpatchify};
 use super::source::Images;
 use crate::config::types::{MaeData, MaeModel};
-use crate::jobs::spread;
+use crate::jobs::{Skipped, spread};
 use crate::train::job::{EvalContext, EvalSet, Job};
 use crate::train::seed::mix;
 
@@ -32,7 +31,7 @@ pub struct MaeJob {
     eval_masks: Vec<Mask>,
     grid_images: usize,
     /// Unreadable training images met so far (each reported once).
-    unreadable: Mutex<HashSet<usize>>,
+    unreadable: Skipped,
 }
 
 /// A batch as host data.
@@ -120,7 +119,7 @@ impl MaeJob {
             eval_pixels,
             eval_masks,
             grid_images: (data.grid_images as usize).min(n_eval),
-            unreadable: Mutex::new(HashSet::new()),
+            unreadable: Skipped::default(),
         })
     }
 
@@ -244,11 +243,9 @@ impl Job for MaeJob {
             let img = match self.train.load(i) {
                 Ok(img) => img,
                 Err(e) => {
-                    let mut seen = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
-                    if seen.insert(i) {
-                        let n = seen.len();
-                        tracing::warn!("skipping unreadable image ({n} so far): {e:#}");
-                    }
+                    self.unreadable.note(i, |n| {
+                        tracing::warn!("skipping unreadable image ({n} so far): {e:#}")
+                    });
                     first_error.get_or_insert(e);
                     continue;
                 }
