@@ -9,9 +9,19 @@ use super::layers::Layers;
 use super::types::*;
 
 /// Whether this binary can train on a hardware section, and if not why. The answer belongs
-/// to the engine (`train::backend::training_device`, the one place devices are made); the
-/// caller passes it in so that config stays free of burn.
-pub type DeviceCheck<'a> = &'a dyn Fn(&HardwareConfig) -> Result<(), String>;
+/// to the engine (`train::backend::check`, the one place devices are made); the caller
+/// passes it in so that config stays free of burn.
+pub type DeviceCheck<'a> = &'a dyn Fn(&HardwareConfig) -> Result<(), DeviceProblem>;
+
+/// Why the engine cannot train on a hardware section: the key to point at (`hardware.backend`
+/// for a backend this binary lacks, `hardware.device` for a device this machine lacks), what
+/// is wrong and how to fix it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceProblem {
+    pub key: &'static str,
+    pub message: String,
+    pub help: String,
+}
 
 /// A program the job needs on this machine that is missing (FFmpeg for video containers):
 /// the key whose value needs it, what is wrong, how to fix it. Answered by the jobs, passed in
@@ -85,15 +95,11 @@ pub fn machine_checks(
             Diagnostic::error("missing-tool", missing.message).help(missing.help),
         ));
     }
-    if let Err(why) = device_check(&exp.hardware) {
-        let (key, help) = match exp.hardware.device {
-            Device::Tpu => ("hardware.device", "train with a CUDA or CPU profile"),
-            _ => (
-                "hardware.backend",
-                "the libtorch engine (cargo feature `tch`) is not part of runner yet; use hardware.backend: flex (e.g. --profile cpu)",
-            ),
-        };
-        out.push(layers.diag_at(key, Diagnostic::error("backend", why).help(help)));
+    if let Err(problem) = device_check(&exp.hardware) {
+        out.push(layers.diag_at(
+            problem.key,
+            Diagnostic::error("backend", problem.message).help(problem.help),
+        ));
     }
     out
 }

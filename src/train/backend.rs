@@ -2,36 +2,152 @@
 
 use burn::tensor::Device;
 
+use crate::config::machine::DeviceProblem;
 use crate::config::types::{Backend, Device as DeviceKind, HardwareConfig};
 
-/// Whether this binary can train on `hw` (for `run`'s and `validate --strict`'s checks).
-pub fn check(hw: &HardwareConfig) -> Result<(), String> {
-    training_device(hw).map(|_| ())
+/// Whether this binary can train on `hw` here, and if not why (for `run`'s and
+/// `validate --strict`'s checks, which run before any data is read).
+pub fn check(hw: &HardwareConfig) -> Result<(), DeviceProblem> {
+    resolve(hw).map(|_| ())
 }
 
-/// The device training runs on (with autodiff), or why this binary cannot provide it.
-/// `validate` has already rejected combinations no build can run (flex on a GPU);
-/// what remains is what this build lacks.
+/// What `run` says when the configuration asks for libtorch and this binary has none.
+#[cfg(not(feature = "tch"))]
+pub const NO_TCH: &str = "this runner binary was built without the libtorch (`tch`) backend";
+#[cfg(not(feature = "tch"))]
+const NO_TCH_HELP: &str = "build one with `just setup-tch && just build-tch` (cargo build \
+    --release --features tch, libtorch from the torch 2.9.0 wheel; see the README's GPU \
+    section), or use hardware.backend: flex (e.g. --profile cpu)";
+
+/// The device training runs on (with autodiff), or why this binary or machine cannot
+/// provide it.
 pub fn training_device(hw: &HardwareConfig) -> Result<Device, String> {
-    match (hw.backend, hw.device) {
-        (_, DeviceKind::Tpu) => Err(
+    resolve(hw).map_err(|p| format!("{}; {}", p.message, p.help))
+}
+
+/// `validate` has already rejected combinations no build can run (flex on a GPU); what
+/// remains is what this build or this machine lacks.
+fn resolve(hw: &HardwareConfig) -> Result<Device, DeviceProblem> {
+    let problem = |key, message: String, help: &str| DeviceProblem {
+        key,
+        message,
+        help: help.into(),
+    };
+    let device = match (hw.backend, hw.device) {
+        (_, DeviceKind::Tpu) => Err(problem(
+            "hardware.device",
             "no runner backend drives TPUs (burn has no XLA backend; libtorch needs torch_xla)"
                 .into(),
-        ),
-        (Backend::Flex, DeviceKind::Cpu) => Ok(Device::flex().autodiff()),
-        (Backend::Flex, other) => Err(format!(
-            "the flex backend runs on the CPU only, not on `{other}`"
+            "train with a CUDA or CPU profile",
         )),
-        (Backend::Tch, _) => {
-            Err("this runner binary was built without the libtorch (`tch`) backend".into())
-        }
+        (Backend::Flex, DeviceKind::Cpu) => Ok(Device::flex().autodiff()),
+        (Backend::Flex, other) => Err(problem(
+            "hardware.device",
+            format!("the flex backend runs on the CPU only, not on `{other}`"),
+            "use hardware.backend: tch for GPUs, or device: cpu",
+        )),
+        #[cfg(feature = "tch")]
+        (Backend::Tch, kind) => libtorch::device(kind)
+            .map(|d| d.autodiff())
+            .map_err(|(message, help)| problem("hardware.device", message, help)),
+        #[cfg(not(feature = "tch"))]
+        (Backend::Tch, _) => Err(problem("hardware.backend", NO_TCH.into(), NO_TCH_HELP)),
+    }?;
+    let processes = hw.nnodes * hw.nproc_per_node;
+    if processes > 1 {
+        return Err(problem(
+            "hardware.nproc_per_node",
+            format!(
+                "nnodes × nproc_per_node = {processes}, but runner trains in one process so far \
+                 (data-parallel training over libtorch's process groups is not built yet)"
+            ),
+            "set hardware.nnodes: 1 and hardware.nproc_per_node: 1 (e.g. --profile 1xA100), \
+             raising train.grad_accum_steps to keep the global batch",
+        ));
     }
+    Ok(device)
+}
+
+/// Where models are initialised: burn-flex's seeded stream, whatever the training device, so
+/// a seed gives the same initial weights on every backend (and a parity test can compare
+/// one step on two of them). The trainer then forks the model onto the training device.
+pub fn init_device() -> Device {
+    Device::flex().autodiff()
 }
 
 /// The embedded CPU device, without autodiff, for work beside training (reading a run's
 /// weights to convert them in `runner export`), whatever backend the run trained on.
 pub fn host_device() -> Device {
     Device::flex()
+}
+
+/// Seeds the training device's RNG (dropout, on-device noise) and, when it is another
+/// backend, the embedded one that initialisation draws from.
+pub fn seed(device: &Device, seed: u64) {
+    device.seed(seed);
+    let init = init_device();
+    if init != *device {
+        init.seed(seed);
+    }
+}
+
+#[cfg(feature = "tch")]
+#[allow(deprecated)] // burn 0.22 marks burn-tch deprecated in favour of CubeCL; the design card names it.
+mod libtorch {
+    use burn::tensor::Device;
+
+    use crate::config::types::Device as DeviceKind;
+
+    /// The libtorch device for `kind`, once libtorch confirms it exists: a missing GPU is an
+    /// error at start, not a crash at the first tensor. Errors are (what, how to fix it).
+    pub fn device(kind: DeviceKind) -> Result<Device, (String, &'static str)> {
+        match kind {
+            DeviceKind::Cpu => Ok(Device::libtorch()),
+            DeviceKind::Cuda(index) => {
+                let count = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
+                let wanted = index.unwrap_or(0) as usize;
+                if count == 0 {
+                    Err((
+                        format!(
+                            "`{kind}` asked for, but libtorch finds no CUDA device (no NVIDIA GPU \
+                             or driver here, CUDA_VISIBLE_DEVICES hides them, or the torch \
+                             wheel runner was built against has no CUDA)"
+                        ),
+                        "use hardware.device: cpu (e.g. --profile cpu), or run on a GPU machine",
+                    ))
+                } else if wanted >= count {
+                    let valid = if count == 1 {
+                        "cuda:0".to_string()
+                    } else {
+                        format!("cuda:0 to cuda:{}", count - 1)
+                    };
+                    Err((
+                        format!(
+                            "`{kind}` does not exist: libtorch finds {count} CUDA device{} \
+                             ({valid})",
+                            if count == 1 { "" } else { "s" }
+                        ),
+                        "pick one of those, or check CUDA_VISIBLE_DEVICES",
+                    ))
+                } else {
+                    Ok(Device::libtorch_cuda(wanted))
+                }
+            }
+            DeviceKind::Mps => {
+                if tch::utils::has_mps() {
+                    Ok(Device::libtorch_mps())
+                } else {
+                    Err((
+                        "`mps` asked for, but libtorch finds no Metal device (MPS needs macOS \
+                         on Apple silicon)"
+                            .into(),
+                        "use hardware.device: cpu",
+                    ))
+                }
+            }
+            DeviceKind::Tpu => Err(("libtorch drives no TPUs".into(), "use cuda or cpu")),
+        }
+    }
 }
 
 /// burn-flex keeps one process-wide RNG: seeding and drawing from several threads at once
@@ -46,6 +162,23 @@ pub(crate) fn seeded_test_device(seed: u64) -> (std::sync::MutexGuard<'static, (
     let device = Device::flex().autodiff();
     device.seed(seed);
     (guard, device)
+}
+
+/// For tests that must hold on every backend this build has: the seeded flex training device,
+/// plus libtorch's CPU device with the `tch` feature (its dtype rules are stricter than flex's:
+/// a bf16 weight meeting an fp32 input is an error there).
+#[cfg(test)]
+pub(crate) fn seeded_test_devices(seed: u64) -> (std::sync::MutexGuard<'static, ()>, Vec<Device>) {
+    let (guard, flex) = seeded_test_device(seed);
+    #[allow(unused_mut)]
+    let mut devices = vec![flex];
+    #[cfg(feature = "tch")]
+    {
+        let tch = libtorch::device(DeviceKind::Cpu).ok().unwrap().autodiff();
+        tch.seed(seed);
+        devices.push(tch);
+    }
+    (guard, devices)
 }
 
 #[cfg(test)]
@@ -109,6 +242,7 @@ mod tests {
         );
     }
 
+    #[cfg(not(feature = "tch"))]
     #[test]
     fn backends_this_build_lacks_are_explained() {
         let hw = HardwareConfig {
@@ -116,10 +250,43 @@ mod tests {
             device: crate::config::types::Device::Cuda(None),
             ..HardwareConfig::default()
         };
+        let problem = check(&hw).unwrap_err();
+        assert_eq!(problem.key, "hardware.backend");
         assert!(
-            training_device(&hw)
-                .unwrap_err()
+            problem
+                .message
                 .contains("without the libtorch (`tch`) backend")
         );
+        assert!(problem.help.contains("just setup-tch && just build-tch"));
+    }
+
+    #[test]
+    fn more_than_one_process_is_refused_until_data_parallel_exists() {
+        let hw = HardwareConfig {
+            nproc_per_node: 8,
+            ..HardwareConfig::default()
+        };
+        let problem = check(&hw).unwrap_err();
+        assert_eq!(problem.key, "hardware.nproc_per_node");
+        assert!(problem.message.contains("= 8"), "{}", problem.message);
+    }
+
+    #[cfg(feature = "tch")]
+    #[test]
+    fn an_absent_gpu_is_named_before_training() {
+        // This machine (and CI) has no GPU; on one with a GPU the first assertion is skipped.
+        let hw = |device| HardwareConfig {
+            backend: Backend::Tch,
+            device,
+            ..HardwareConfig::default()
+        };
+        if tch::Cuda::device_count() == 0 {
+            let p = check(&hw(crate::config::types::Device::Cuda(None))).unwrap_err();
+            assert_eq!(p.key, "hardware.device");
+            assert!(p.message.contains("finds no CUDA device"), "{}", p.message);
+        }
+        let p = check(&hw(crate::config::types::Device::Cuda(Some(99)))).unwrap_err();
+        assert!(p.message.contains("cuda:99"), "{}", p.message);
+        assert!(check(&hw(crate::config::types::Device::Cpu)).is_ok());
     }
 }

@@ -52,6 +52,9 @@ pub struct TrainState {
     pub lr: f64,
     /// Training seconds so far (over all resumed segments).
     pub train_seconds: f64,
+    /// fp16 only: the dynamic loss scale to continue with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<super::precision::LossScale>,
 }
 
 pub fn dir_name(step: u64) -> String {

@@ -1,8 +1,8 @@
 //! Where training curves go: `metrics.jsonl` in the run directory (one JSON object per line)
 //! and TensorBoard event files under `logging.dir`.
 //!
-//! Training records: `{"step", "epoch", "loss", "lr", "grad_norm", "samples_per_s"}`, the loss
-//! being the mean over the steps since the previous record. Evaluation records:
+//! Training records: `{"step", "epoch", "loss", "lr", "grad_norm", "samples_per_s"}` (and
+//! `"loss_scale"` in fp16), the loss being the mean over the steps since the previous record. Evaluation records:
 //! `{"step", "epoch", "eval": {"<set>": {"<metric>": value}}}`. TensorBoard gets the same
 //! numbers as `train/<name>` and `eval/<set>/<metric>` curves. Every record is flushed as it
 //! is written, and a write error (a full disk) stops the run rather than being ignored.
@@ -19,6 +19,19 @@ use super::tensorboard::EventWriter;
 use crate::rundir::write_atomic;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// One training record: means over the steps since the previous one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainRecord {
+    pub step: u64,
+    pub epoch: f64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub samples_per_s: f64,
+    /// fp16 only: the dynamic loss scale.
+    pub loss_scale: Option<f64>,
+}
 
 pub struct Metrics {
     jsonl: Option<(PathBuf, BufWriter<File>)>,
@@ -57,27 +70,25 @@ impl Metrics {
         Ok(Metrics { jsonl, tensorboard })
     }
 
-    pub fn train(
-        &mut self,
-        step: u64,
-        epoch: f64,
-        loss: f64,
-        lr: f64,
-        grad_norm: f64,
-        samples_per_s: f64,
-    ) -> Result<()> {
-        let record = json!({
-            "step": step, "epoch": round(epoch), "loss": loss, "lr": lr,
-            "grad_norm": grad_norm, "samples_per_s": round(samples_per_s),
+    pub fn train(&mut self, r: &TrainRecord) -> Result<()> {
+        let mut record = json!({
+            "step": r.step, "epoch": round(r.epoch), "loss": r.loss, "lr": r.lr,
+            "grad_norm": r.grad_norm, "samples_per_s": round(r.samples_per_s),
         });
+        if let Some(scale) = r.loss_scale {
+            record["loss_scale"] = json!(scale);
+        }
         if let Some(tb) = &mut self.tensorboard {
             for (tag, v) in [
-                ("train/loss", loss),
-                ("train/lr", lr),
-                ("train/grad_norm", grad_norm),
-                ("train/samples_per_s", samples_per_s),
+                ("train/loss", r.loss),
+                ("train/lr", r.lr),
+                ("train/grad_norm", r.grad_norm),
+                ("train/samples_per_s", r.samples_per_s),
             ] {
-                tb.scalar(tag, step, v as f32)?;
+                tb.scalar(tag, r.step, v as f32)?;
+            }
+            if let Some(scale) = r.loss_scale {
+                tb.scalar("train/loss_scale", r.step, scale as f32)?;
             }
         }
         self.write(&record)
@@ -140,16 +151,28 @@ fn truncate_after(path: &Path, step: u64) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn record(step: u64, loss: f64, loss_scale: Option<f64>) -> TrainRecord {
+        TrainRecord {
+            step,
+            epoch: 0.1,
+            loss,
+            lr: 1e-3,
+            grad_norm: 0.5,
+            samples_per_s: 10.0,
+            loss_scale,
+        }
+    }
+
     #[test]
     fn resuming_drops_records_after_the_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = Metrics::open(dir.path(), None, true, None).unwrap();
         for step in 1..=5 {
-            m.train(step, 0.1, 1.0, 1e-3, 0.5, 10.0).unwrap();
+            m.train(&record(step, 1.0, None)).unwrap();
         }
         drop(m);
         let mut m = Metrics::open(dir.path(), None, true, Some(3)).unwrap();
-        m.train(4, 0.1, 2.0, 1e-3, 0.5, 10.0).unwrap();
+        m.train(&record(4, 2.0, Some(512.0))).unwrap();
         let text = std::fs::read_to_string(dir.path().join(METRICS_FILE)).unwrap();
         let steps: Vec<u64> = text
             .lines()
@@ -160,6 +183,8 @@ mod tests {
             })
             .collect();
         assert_eq!(steps, [1, 2, 3, 4]);
-        assert!(text.lines().last().unwrap().contains("\"loss\":2.0"));
+        let last = text.lines().last().unwrap();
+        assert!(last.contains("\"loss\":2.0") && last.contains("\"loss_scale\":512.0"));
+        assert!(!text.lines().next().unwrap().contains("loss_scale"));
     }
 }

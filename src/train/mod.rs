@@ -9,6 +9,7 @@ pub mod loader;
 pub mod metrics;
 pub mod optim;
 pub mod params;
+pub mod precision;
 pub mod progress;
 pub mod schedule;
 pub mod seed;

@@ -5,7 +5,8 @@
 //! samples (so the summed gradient is the big batch's mean-loss gradient), backward, and
 //! accumulate; stop on a non-finite loss or gradient norm before touching the weights; clip
 //! the global norm; AdamW at the schedule's rate for this step. Then log, evaluate and
-//! checkpoint as configured. Everything a step depends on is a function of the step number
+//! checkpoint as configured. In bf16/fp16 the micro-batches run on a low-precision copy of
+//! the fp32 master weights and their gradients come back to fp32 (`precision`). Everything a step depends on is a function of the step number
 //! and the checkpointed tensors, which is what makes a resumed run repeat the same curve.
 
 use std::path::{Path, PathBuf};
@@ -15,18 +16,19 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
 use super::checkpoint::{self, TrainState};
 use super::job::{EvalContext, EvalSet, Job};
 use super::loader::{Loader, Plan, check_plan};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, TrainRecord};
+use super::precision::{LossScale, Precision, Verdict};
 use super::progress::Progress;
 use super::schedule::{DEFAULT_WSD_DECAY_FRACTION, Schedule};
 use super::seed::{epoch_seed, step_seed};
-use super::{clip, optim, params};
+use super::{backend, clip, optim, params};
 use crate::config::derived::Derived;
 use crate::config::types::{Experiment, Strategy};
 use crate::rundir::write_atomic;
@@ -64,6 +66,9 @@ pub struct Summary {
     pub weights: String,
     pub last_checkpoint: Option<String>,
     pub resumed_from: Option<String>,
+    /// fp16 only: the loss scale at the end and the updates skipped for overflow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScale>,
 }
 
 pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summary> {
@@ -91,8 +96,17 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
     let _rng = super::backend::RNG_LOCK
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    device.seed(exp.seed);
-    let mut model = params::with_path_ids(job.init_model(device)?);
+    backend::seed(device, exp.seed);
+    // Initialised on the embedded backend whatever the training device: burn draws a
+    // parameter's initial values when it is first read, which `with_path_ids` does for every
+    // parameter in module order, here, before the move (a lazy parameter moved unread would
+    // draw on the target device's generator instead).
+    let init_device = backend::init_device();
+    let mut model = params::with_path_ids(job.init_model(&init_device)?);
+    if init_device != *device {
+        model = model.fork(device);
+    }
+    let mut precision = Precision::new(&exp.precision);
     let mut optim = optim::build(&exp.optimizer, &model);
     let mut step = u64::from(exp.train.start_epoch) * steps_per_epoch;
     let mut samples = 0u64;
@@ -111,6 +125,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         }
         model = loaded.load_model(model)?;
         optim = loaded.load_optimizer(optim)?;
+        precision.restore(st.loss_scale);
         step = st.step;
         samples = st.samples;
         train_seconds = st.train_seconds;
@@ -137,6 +152,11 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
     let log_every = u64::from(exp.train.log_every_steps);
     let clip_norm = exp.train.clip_grad_norm;
 
+    let at = StateOf {
+        exp,
+        plan: &plan,
+        total_steps,
+    };
     let mut last_eval: Option<(u64, Vec<EvalSet>)> = None;
     let mut last_checkpoint: Option<(u64, PathBuf)> =
         resume.as_ref().map(|r| (r.state.step, r.dir.clone()));
@@ -199,17 +219,33 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
             let step_samples: usize = group.iter().map(Vec::len).sum();
             let mut accumulator = GradientsAccumulator::<J::Model>::new();
             let mut loss_value = 0.0f64;
+            let compute = precision.compute_model(&model);
+            let loss_multiplier = precision.loss_multiplier();
             for _ in group {
                 let batch = loader.next().context("the loader ended early")??;
                 let share = J::batch_len(&batch) as f64 / step_samples as f64;
-                let loss = job.loss(&model, batch, device)?.mul_scalar(share);
+                let loss = job
+                    .loss(&compute, batch, device)?
+                    .cast(FloatDType::F32)
+                    .mul_scalar(share);
                 loss_value += f64::from(loss.clone().into_scalar::<f32>());
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                accumulator.accumulate(&model, grads);
+                let loss = if loss_multiplier == 1.0 {
+                    loss
+                } else {
+                    loss.mul_scalar(loss_multiplier)
+                };
+                let grads = GradientsParams::from_grads(loss.backward(), &compute);
+                accumulator.accumulate(&model, precision.master_grads(&model, grads));
             }
+            drop(compute);
             let grads = accumulator.grads();
             let (grads, grad_norm) = clip::clip_global_norm(&model, grads, clip_norm);
-            if !loss_value.is_finite() || !grad_norm.is_finite() {
+            let verdict = if loss_value.is_finite() {
+                precision.after_backward(grad_norm, step + 1)?
+            } else {
+                Verdict::Apply
+            };
+            if verdict == Verdict::Apply && (!loss_value.is_finite() || !grad_norm.is_finite()) {
                 let what = if loss_value.is_finite() {
                     format!("the gradient norm is {grad_norm}")
                 } else {
@@ -227,7 +263,19 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
                 );
             }
             lr = schedule.lr(step);
-            model = optim.step(lr, model, grads);
+            if let Verdict::Skip { from, to } = verdict {
+                // The step counts (its data is consumed, the schedule moves on); the weights
+                // and the optimizer state stay as they were, as torch's GradScaler does.
+                progress.suspend(|| {
+                    tracing::info!(
+                        "step {}: fp16 gradients overflowed at loss scale {from}; update \
+                         skipped, scale now {to}",
+                        step + 1
+                    )
+                });
+            } else {
+                model = optim.step(lr, model, grads);
+            }
             step += 1;
             samples += step_samples as u64;
             interval.add(loss_value, grad_norm, step_samples);
@@ -237,7 +285,15 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
             let epoch_f = step as f64 / steps_per_epoch as f64;
             if step.is_multiple_of(log_every) || step == total_steps {
                 let (loss, norm) = interval.means();
-                metrics.train(step, epoch_f, loss, lr, norm, sps)?;
+                metrics.train(&TrainRecord {
+                    step,
+                    epoch: epoch_f,
+                    loss,
+                    lr,
+                    grad_norm: norm,
+                    samples_per_s: sps,
+                    loss_scale: precision.loss_scale().map(|s| s.scale),
+                })?;
                 progress.log_line(step, total_steps, epoch_f, loss, lr, sps);
                 final_loss = Some(loss);
                 interval = Interval::new();
@@ -252,15 +308,8 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
                 last_eval = Some((step, evaluate(&model, step, &mut metrics)?));
             }
             if due(exp.checkpoint.strategy, exp.checkpoint.every_steps) {
-                let state = state(
-                    exp,
-                    &plan,
-                    step,
-                    total_steps,
-                    samples,
-                    lr,
-                    seconds_before + segment_start.elapsed().as_secs_f64(),
-                );
+                let seconds = seconds_before + segment_start.elapsed().as_secs_f64();
+                let state = at.state(step, samples, lr, seconds, precision.loss_scale());
                 let dir =
                     checkpoint::save(s.run_dir, &model, &optim, &state, exp.checkpoint.keep_last)?;
                 progress.suspend(|| tracing::info!("checkpoint {}", dir.display()));
@@ -277,7 +326,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
     if exp.checkpoint.strategy != Strategy::No
         && last_checkpoint.as_ref().is_none_or(|(s, _)| *s != step)
     {
-        let state = state(exp, &plan, step, total_steps, samples, lr, train_seconds);
+        let state = at.state(step, samples, lr, train_seconds, precision.loss_scale());
         let dir = checkpoint::save(s.run_dir, &model, &optim, &state, exp.checkpoint.keep_last)?;
         last_checkpoint = Some((step, dir));
     }
@@ -312,6 +361,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         weights: weights.display().to_string(),
         last_checkpoint: last_checkpoint.map(|(_, p)| p.display().to_string()),
         resumed_from: resume.map(|r| r.dir.display().to_string()),
+        loss_scale: precision.loss_scale(),
     };
     write_atomic(
         &s.run_dir.join(SUMMARY_FILE),
@@ -320,30 +370,40 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
     Ok(summary)
 }
 
-fn state(
-    exp: &Experiment,
-    plan: &Plan,
-    step: u64,
+/// What a checkpoint's `state.json` is made from besides the position in training.
+struct StateOf<'a> {
+    exp: &'a Experiment,
+    plan: &'a Plan,
     total_steps: u64,
-    samples: u64,
-    lr: f64,
-    train_seconds: f64,
-) -> TrainState {
-    let spe = plan.steps_per_epoch();
-    TrainState {
-        format_version: checkpoint::FORMAT_VERSION,
-        job: exp.job.as_str().to_string(),
-        step,
-        epoch: step / spe,
-        next_micro_batch: (step % spe) * plan.accum as u64,
-        steps_per_epoch: spe,
-        micro_batches_per_epoch: plan.micro_batches_per_epoch() as u64,
-        total_steps,
-        samples,
-        seed: exp.seed,
-        rng: RNG_SCHEME.into(),
-        lr,
-        train_seconds,
+}
+
+impl StateOf<'_> {
+    fn state(
+        &self,
+        step: u64,
+        samples: u64,
+        lr: f64,
+        train_seconds: f64,
+        loss_scale: Option<LossScale>,
+    ) -> TrainState {
+        let (exp, plan, total_steps) = (self.exp, self.plan, self.total_steps);
+        let spe = plan.steps_per_epoch();
+        TrainState {
+            format_version: checkpoint::FORMAT_VERSION,
+            job: exp.job.as_str().to_string(),
+            step,
+            epoch: step / spe,
+            next_micro_batch: (step % spe) * plan.accum as u64,
+            steps_per_epoch: spe,
+            micro_batches_per_epoch: plan.micro_batches_per_epoch() as u64,
+            total_steps,
+            samples,
+            seed: exp.seed,
+            rng: RNG_SCHEME.into(),
+            lr,
+            train_seconds,
+            loss_scale,
+        }
     }
 }
 
@@ -421,6 +481,7 @@ struct Interval {
     steps: u64,
     loss: f64,
     grad_norm: f64,
+    norms: u64,
     samples: usize,
 }
 
@@ -431,18 +492,23 @@ impl Interval {
             steps: 0,
             loss: 0.0,
             grad_norm: 0.0,
+            norms: 0,
             samples: 0,
         }
     }
+    /// One step; an fp16 step skipped for overflow has no finite gradient norm to average.
     fn add(&mut self, loss: f64, grad_norm: f64, samples: usize) {
         self.steps += 1;
         self.loss += loss;
-        self.grad_norm += grad_norm;
+        if grad_norm.is_finite() {
+            self.grad_norm += grad_norm;
+            self.norms += 1;
+        }
         self.samples += samples;
     }
     fn means(&self) -> (f64, f64) {
         let n = self.steps.max(1) as f64;
-        (self.loss / n, self.grad_norm / n)
+        (self.loss / n, self.grad_norm / self.norms.max(1) as f64)
     }
     fn samples_per_s(&self) -> f64 {
         let t = self.started.elapsed().as_secs_f64();

@@ -11,8 +11,9 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 
 use super::clips::{self, Clip};
 use super::model::{CausalVae, VaeShape, reconstruction_error};
@@ -43,7 +44,12 @@ pub struct CausalVaeJob {
 pub struct VaeBatch {
     n: usize,
     pixels: Vec<f32>,
+    /// The posterior sample's standard-normal noise, `[n, latent, T', H', W']` flat.
+    noise: Vec<f32>,
 }
+
+/// Mixed into a clip's seed for its posterior noise, a stream apart from its window draw.
+const NOISE_STREAM: u64 = 0x006e_6f69_7365; // "noise"
 
 impl CausalVaeJob {
     pub fn new(model: &CausalVaeModel, data: &CausalVaeData) -> Result<CausalVaeJob> {
@@ -158,6 +164,14 @@ impl CausalVaeJob {
         let (t, s) = (self.frames, self.size);
         Tensor::from_data(TensorData::new(pixels, [n, 3, t, s, s]), device)
     }
+
+    fn latent_dims(&self) -> [usize; 4] {
+        self.shape.latent_dims(self.frames, self.size)
+    }
+
+    fn latent_len(&self) -> usize {
+        self.latent_dims().iter().product()
+    }
 }
 
 /// Window bytes `[T][S][S][3]` → `[3][T][S][S]` floats in [−1, 1], appended to `out`.
@@ -216,6 +230,7 @@ impl Job for CausalVaeJob {
 
     fn train_batch(&self, indices: &[usize], epoch_seed: u64) -> Result<VaeBatch> {
         let mut pixels = Vec::with_capacity(indices.len() * self.clip_len());
+        let mut noise = Vec::with_capacity(indices.len() * self.latent_len());
         let mut n = 0;
         let mut problems = Vec::new();
         for &i in indices {
@@ -226,6 +241,11 @@ impl Job for CausalVaeJob {
             }) {
                 Ok(Window::Frames(bytes)) => {
                     push_clip(&bytes, self.frames, self.size, &mut pixels);
+                    let mut rng =
+                        ChaCha8Rng::seed_from_u64(mix(mix(epoch_seed, i as u64), NOISE_STREAM));
+                    noise.extend(
+                        (0..self.latent_len()).map(|_| rng.sample::<f32, _>(StandardNormal)),
+                    );
                     n += 1;
                 }
                 Ok(Window::TooShort { frames }) => {
@@ -254,7 +274,7 @@ impl Job for CausalVaeJob {
                 problems.join("; ")
             );
         }
-        Ok(VaeBatch { n, pixels })
+        Ok(VaeBatch { n, pixels, noise })
     }
 
     fn batch_len(batch: &VaeBatch) -> usize {
@@ -271,7 +291,9 @@ impl Job for CausalVaeJob {
 
     fn loss(&self, model: &CausalVae, batch: VaeBatch, device: &Device) -> Result<Tensor<1>> {
         let x = self.clips(batch.pixels, batch.n, device);
-        Ok(model.loss(x, self.kl_weight, self.reconstruction))
+        let [c, t, h, w] = self.latent_dims();
+        let eps = Tensor::from_data(TensorData::new(batch.noise, [batch.n, c, t, h, w]), device);
+        Ok(model.loss(x, eps, self.kl_weight, self.reconstruction))
     }
 
     fn evaluate(

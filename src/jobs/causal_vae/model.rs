@@ -15,10 +15,10 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig3d};
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use burn::tensor::activation::{sigmoid, silu, softmax};
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
+use burn::tensor::{DType, FloatDType};
 
 use crate::config::types::ReconstructionLoss;
 use burn::tensor::ops::PadMode;
@@ -547,13 +547,10 @@ impl Posterior {
         Posterior { mean, logvar }
     }
 
-    /// `mean + std · ε`, ε from the device's seeded generator.
-    pub fn sample(&self) -> Tensor<5> {
-        let eps = Tensor::random(
-            self.mean.dims(),
-            Distribution::Normal(0.0, 1.0),
-            &self.mean.device(),
-        );
+    /// `mean + std · ε` for a standard-normal `eps` of the latent's shape (any float dtype:
+    /// it is cast to the posterior's).
+    pub fn sample(&self, eps: Tensor<5>) -> Tensor<5> {
+        let eps = eps.cast(self.mean.dtype());
         self.mean.clone() + (self.logvar.clone() * 0.5).exp() * eps
     }
 
@@ -587,11 +584,15 @@ impl CausalVae {
     }
 
     /// The latent distribution of clips `[B, 3, T, H, W]` in [−1, 1].
+    /// The posterior of clips `x` (any float dtype: cast to the model's at entry).
     pub fn encode(&self, x: Tensor<5>) -> Posterior {
+        let x = x.cast(self.float_dtype());
         Posterior::from_moments(self.quant_conv.forward(self.encoder.forward(x)))
     }
 
+    /// Clips from latents `z` (any float dtype), in the model's dtype.
     pub fn decode(&self, z: Tensor<5>) -> Tensor<5> {
+        let z = z.cast(self.float_dtype());
         self.decoder.forward(self.post_quant_conv.forward(z))
     }
 
@@ -604,13 +605,33 @@ impl CausalVae {
     /// this loss: the same balance, so `kl_weight` means what it means there, and a per-pixel
     /// reconstruction error in the log. Its `logvar` is not trained, as in the reference, whose
     /// optimizers never update it (at 0 it leaves the loss unchanged).
-    pub fn loss(&self, x: Tensor<5>, kl_weight: f64, kind: ReconstructionLoss) -> Tensor<1> {
+    ///
+    /// `eps` is the posterior sample's standard-normal noise, `[B, latent, T', H', W']`: drawn
+    /// by the caller (the job draws it on the host from the clip's seed, so a step is the same
+    /// on every backend). The network computes in its parameters' dtype (bf16/fp16 under mixed
+    /// precision); the loss, against the fp32 input, in fp32.
+    pub fn loss(
+        &self,
+        x: Tensor<5>,
+        eps: Tensor<5>,
+        kl_weight: f64,
+        kind: ReconstructionLoss,
+    ) -> Tensor<1> {
         let [_, c, _, h, w] = x.dims();
         let per_frame = (c * h * w) as f64;
         let posterior = self.encode(x.clone());
-        let recon = self.decode(posterior.sample());
+        let recon = self.decode(posterior.sample(eps)).cast(FloatDType::F32);
         let rec = reconstruction_error(x, recon, kind).mean();
+        let posterior = Posterior {
+            mean: posterior.mean.cast(FloatDType::F32),
+            logvar: posterior.logvar.cast(FloatDType::F32),
+        };
         rec + posterior.kl().mean() * (kl_weight / per_frame)
+    }
+
+    /// The dtype the model computes in (its parameters'): inputs are built in it.
+    pub fn float_dtype(&self) -> DType {
+        self.quant_conv.conv.weight.val().dtype()
     }
 }
 
@@ -625,6 +646,8 @@ pub fn reconstruction_error(x: Tensor<5>, recon: Tensor<5>, kind: Reconstruction
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::Distribution;
+
     use super::*;
     use crate::train::backend::seeded_test_device;
 
@@ -667,6 +690,22 @@ mod tests {
         let post = model.encode(img);
         assert_eq!(post.mean.dims(), [2, 4, 1, 2, 2]);
         assert_eq!(model.decode(post.mean).dims(), [2, 3, 1, 16, 16]);
+    }
+
+    #[test]
+    fn bf16_training_follows_fp32() {
+        let (_rng, devices) = crate::train::backend::seeded_test_devices(5);
+        for device in devices {
+            let model = CausalVae::new(&VaeShape::narrow_488(), &device);
+            let x =
+                Tensor::<5>::random([1, 3, 5, 16, 16], Distribution::Uniform(-1.0, 1.0), &device);
+            let eps = Tensor::<5>::random([1, 4, 2, 2, 2], Distribution::Normal(0.0, 1.0), &device);
+            crate::train::precision::assert_bf16_follows_fp32(
+                &model,
+                |m| m.loss(x.clone(), eps.clone(), 1e-3, ReconstructionLoss::L1),
+                0.05,
+            );
+        }
     }
 
     #[test]

@@ -10,8 +10,8 @@
 use burn::module::Param;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::TensorData;
 use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{DType, FloatDType, TensorData};
 
 /// Sizes of one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,12 +168,14 @@ impl MaeVit {
     /// `norm_pix_loss` is on).
     pub fn forward(&self, input: &MaeInput) -> Tensor<3> {
         let device = input.images.device();
-        let x = patchify(input.images.clone(), self.patch_size);
+        // The network computes in its parameters' dtype (bf16/fp16 under mixed precision).
+        let dtype = self.float_dtype();
+        let x = patchify(input.images.clone(), self.patch_size).cast(dtype);
         let [batch, patches, _] = x.dims();
         let d = self.cls_token.dims()[2];
         let pos = Tensor::<2>::from_data(
             TensorData::new(self.pos_embed.clone(), [patches + 1, d]),
-            &device,
+            (&device, dtype),
         );
         let x = self.patch_embed.forward(x) + pos.clone().slice(1..).unsqueeze::<3>();
         // Keep the visible patches of each sample.
@@ -200,7 +202,7 @@ impl MaeVit {
             .reshape([batch, patches, dd]);
         let dec_pos = Tensor::<2>::from_data(
             TensorData::new(self.decoder_pos_embed.clone(), [patches + 1, dd]),
-            &device,
+            (&device, dtype),
         );
         let mut y =
             Tensor::cat(vec![y.slice([0..batch, 0..1]), tokens], 1) + dec_pos.unsqueeze::<3>();
@@ -209,6 +211,11 @@ impl MaeVit {
         }
         let y = self.decoder_pred.forward(self.decoder_norm.forward(y));
         y.slice([0..batch, 1..patches + 1])
+    }
+
+    /// The dtype the network computes in (its parameters').
+    pub fn float_dtype(&self) -> DType {
+        self.patch_embed.weight.val().dtype()
     }
 
     /// The regression target: patchified pixels, each patch normalised by its own mean and
@@ -222,8 +229,10 @@ impl MaeVit {
         (t - mean).div((var + NORM_PIX_EPS).sqrt())
     }
 
-    /// Mean squared error over the hidden patches only, `[1]`.
+    /// Mean squared error over the hidden patches only, `[1]`, in fp32 whatever the model's
+    /// dtype (`images` are the fp32 inputs).
     pub fn loss(&self, images: Tensor<4>, pred: Tensor<3>, hidden: Tensor<2>) -> Tensor<1> {
+        let pred = pred.cast(FloatDType::F32);
         let per_patch = (pred - self.target(images)).powi_scalar(2).mean_dim(2);
         let [b, l, _] = per_patch.dims();
         let per_patch = per_patch.reshape([b, l]);
@@ -399,6 +408,38 @@ mod tests {
         ];
         for (a, b) in row.iter().zip(want) {
             assert!((f64::from(*a) - b).abs() < 1e-6, "{row:?}");
+        }
+    }
+
+    #[test]
+    fn bf16_training_follows_fp32() {
+        use rand::SeedableRng;
+        let (_rng, devices) = crate::train::backend::seeded_test_devices(6);
+        for device in devices {
+            let s = MaeShape {
+                norm_pix_loss: true,
+                ..tiny()
+            };
+            let model = MaeVit::new(&s, &device);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+            let l = s.patches();
+            let keep = crate::jobs::mae::masking::visible_count(l, 0.75);
+            let masks: Vec<Mask> = (0..2).map(|_| Mask::draw(l, keep, &mut rng)).collect();
+            let n = 2 * 3 * 8 * 8;
+            let v: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let images = Tensor::<4>::from_data(TensorData::new(v, [2, 3, 8, 8]), &device);
+            let input = super::super::job::device_input(images, &masks, &device);
+            crate::train::precision::assert_bf16_follows_fp32(
+                &model,
+                |m| {
+                    m.loss(
+                        input.images.clone(),
+                        m.forward(&input),
+                        input.hidden.clone(),
+                    )
+                },
+                0.05,
+            );
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
-use burn::tensor::TensorData;
+use burn::tensor::{FloatDType, TensorData};
 
 use super::data::{Example, label_names, read_examples};
 use super::model::{BertClassifier, BertInput, BertShape};
@@ -300,9 +300,10 @@ impl Job for TextJob {
 fn cross_entropy(logits: Tensor<2>, batch: &TextBatch, device: &Device) -> Tensor<1> {
     let targets =
         Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [batch.batch]), device);
+    // In fp32 whatever the model computes in, as Megatron's cross-entropy is.
     CrossEntropyLossConfig::new()
         .init(device)
-        .forward(logits, targets)
+        .forward(logits.cast(FloatDType::F32), targets)
 }
 
 pub fn accuracy(pred: &[usize], gold: &[usize]) -> f64 {

@@ -184,10 +184,13 @@ impl BertClassifier {
             + e.token_type_embeddings
                 .forward(input.token_type_ids.clone());
         let mut x = e.dropout.forward(e.layer_norm.forward(x));
-        // Additive mask over keys: 0 where attended, a large negative number at padding.
+        // Additive mask over keys: 0 where attended, a large negative number at padding (made
+        // in fp32, then in the activations' dtype: −inf in fp16, harmless since [CLS] is
+        // always attended).
         let mask = (input.attention_mask.clone().neg() + 1.0)
             .mul_scalar(-1.0e9)
-            .reshape([batch, 1, 1, seq]);
+            .reshape([batch, 1, 1, seq])
+            .cast(x.dtype());
         for layer in &self.encoder.layer {
             x = layer.forward(x, mask.clone());
         }
@@ -238,5 +241,53 @@ impl SelfAttention {
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([batch, seq, hidden])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::tensor::FloatDType;
+
+    use super::*;
+
+    #[test]
+    fn bf16_training_follows_fp32() {
+        let (_rng, devices) = crate::train::backend::seeded_test_devices(7);
+        for device in devices {
+            let shape = BertShape {
+                vocab_size: 50,
+                hidden_size: 16,
+                num_layers: 2,
+                num_heads: 2,
+                intermediate_size: 32,
+                max_position_embeddings: 16,
+                type_vocab_size: 2,
+                layer_norm_eps: 1e-12,
+                dropout: 0.0,
+                num_labels: 3,
+            };
+            let model = BertClassifier::new(&shape, &device);
+            let ids: Vec<i64> = (0..16).map(|i| (i * 7 % 50) as i64).collect();
+            let int =
+                |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [2, 8]), &device);
+            // The second sequence is padded after 5 tokens.
+            let mask: Vec<f32> = (0..16).map(|i| if i < 13 { 1.0 } else { 0.0 }).collect();
+            let input = BertInput {
+                input_ids: int(ids),
+                token_type_ids: int((0..16).map(|i| i64::from(i % 8 >= 4)).collect()),
+                attention_mask: Tensor::from_data(TensorData::new(mask, [2, 8]), &device),
+            };
+            let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+            crate::train::precision::assert_bf16_follows_fp32(
+                &model,
+                |m| {
+                    CrossEntropyLossConfig::new()
+                        .init(&device)
+                        .forward(m.forward(&input).cast(FloatDType::F32), labels.clone())
+                },
+                0.02,
+            );
+        }
     }
 }
