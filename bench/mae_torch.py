@@ -15,6 +15,8 @@ for name, default in [("batch", 32), ("image", 224), ("patch", 16), ("dim", 192)
                       ("heads", 3), ("dec-dim", 128), ("dec-depth", 2), ("dec-heads", 4),
                       ("steps", 5), ("warmup", 2), ("threads", 2)]:
     p.add_argument(f"--{name}", type=int, default=default)
+p.add_argument("--device", default="cpu")
+p.add_argument("--bf16", action="store_true", help="autocast to bf16 (CUDA)")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -82,10 +84,10 @@ class MAE(nn.Module):
         x = self.patch_embed(imgs).flatten(2).transpose(1, 2) + self.pos_embed[:, 1:]
         n, L, d = x.shape
         keep = int(L * (1 - mask_ratio))
-        ids_shuffle = torch.argsort(torch.rand(n, L), dim=1)
+        ids_shuffle = torch.argsort(torch.rand(n, L, device=x.device), dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         x = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, d))
-        mask = torch.ones(n, L)
+        mask = torch.ones(n, L, device=x.device)
         mask[:, :keep] = 0
         mask = torch.gather(mask, 1, ids_restore)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(n, -1, -1)
@@ -107,17 +109,20 @@ class MAE(nn.Module):
         return (loss * mask).sum() / mask.sum()
 
 
-model = MAE().train()
+model = MAE().train().to(a.device)
 opt = torch.optim.AdamW(model.parameters(), lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
-imgs = torch.rand(a.batch, 3, a.image, a.image) * 4 - 2
+imgs = (torch.rand(a.batch, 3, a.image, a.image) * 4 - 2).to(a.device)
 
 
 def step():
-    loss = model(imgs)
+    with torch.autocast(a.device.split(":")[0], dtype=torch.bfloat16, enabled=a.bf16):
+        loss = model(imgs)
     loss.item()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+    if a.device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 time_steps(step, a.warmup, a.steps, a.batch, image=a.image)

@@ -1,4 +1,4 @@
-//! CausalVAE training throughput on runner's default (flex) backend: the step the trainer takes
+//! CausalVAE training throughput on runner (`--backend flex` or `tch`): the step the trainer takes
 //! for `job: causal_vae` (causal encoder, sampled latent, decoder, L1 + kl_weight · KL,
 //! backward, AdamW), on fixed pseudo-random clips in [−1, 1], reported as one JSON line.
 //! `just bench-vae` runs it side by side with the same model in PyTorch eager
@@ -6,12 +6,14 @@
 //!
 //! Usage: cargo bench --bench causal_vae_throughput -- [--batch 1] [--frames 9]
 //!        [--resolution 32] [--base 16] [--res-blocks 1] [--steps 5] [--warmup 2]
-//! (defaults: experiments/causalvae-tiny.yaml's model and clips)
+//!        [--backend flex|tch] [--device cpu|cuda|cuda:N]
+//! (defaults: experiments/causalvae-tiny.yaml's model and clips, flex; tch needs
+//! `--features tch`)
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::TensorData;
+use burn::tensor::{Distribution, TensorData};
 use runner::config::types::{OptimizerConfig, ReconstructionLoss};
 use runner::jobs::causal_vae::model::{CausalVae, VaeShape};
 use runner::train::optim;
@@ -30,8 +32,8 @@ fn main() {
         spatial_levels: 3,
         temporal_levels: 2,
     };
-    let device = Device::flex().autodiff();
-    device.seed(0);
+    let on = common::device();
+    let device = on.0.clone();
     let model = CausalVae::new(&shape, &device);
     let cfg = OptimizerConfig {
         lr: Some(1e-3),
@@ -47,13 +49,15 @@ fn main() {
         "\"frames\": {frames}, \"resolution\": {size}, \"params\": {}",
         model.as_ref().map_or(0, |m| m.num_params())
     );
-    time_steps(warmup, steps, batch, &fields, || {
+    time_steps(&on, warmup, steps, batch, &fields, || {
         let m = model.take().expect("model");
         let x = Tensor::<5>::from_data(
             TensorData::new(pixels.clone(), [batch, 3, frames, size, size]),
             &device,
         );
-        let loss = m.loss(x, 1e-6, ReconstructionLoss::L1);
+        let [c, t, h, w] = shape.latent_dims(frames, size);
+        let eps = Tensor::<5>::random([batch, c, t, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let loss = m.loss(x, eps, 1e-6, ReconstructionLoss::L1);
         let _value: f32 = loss.clone().into_scalar();
         let grads = GradientsParams::from_grads(loss.backward(), &m);
         model = Some(opt.step(1e-3, m, grads));

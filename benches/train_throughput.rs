@@ -1,10 +1,11 @@
-//! Training throughput of a BERT classifier on runner's default (flex) backend: the same
+//! Training throughput of a BERT classifier on runner (`--backend flex` or `tch`): the same
 //! step the trainer takes (forward, cross-entropy, backward, global-norm clipping, AdamW),
 //! on random token ids, reported as one JSON line. `just bench-train` runs it side by side
 //! with the same model in PyTorch eager (bench/bert_torch.py) and prints the ratio.
 //!
 //! Usage: cargo bench --bench train_throughput -- [--batch 32] [--seq 128] [--steps 10]
-//!        [--warmup 2] [--layers 4] [--hidden 256] [--heads 4]
+//!        [--warmup 2] [--layers 4] [--hidden 256] [--heads 4] [--backend flex|tch]
+//!        [--device cpu|cuda|cuda:N] (tch needs `--features tch`)
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
@@ -37,8 +38,8 @@ fn main() {
         dropout: 0.1,
         num_labels: 3,
     };
-    let device = Device::flex().autodiff();
-    device.seed(0);
+    let on = common::device();
+    let device = on.0.clone();
     let model = BertClassifier::new(&shape, &device);
     let cfg = OptimizerConfig {
         lr: Some(2e-5),
@@ -67,12 +68,19 @@ fn main() {
     // Taken and put back each step: a clone would keep the old tensors alive and stop burn
     // from updating them in place.
     let mut model = Some(model);
-    time_steps(warmup, steps, batch, &format!("\"seq\": {seq}"), || {
-        let m = model.take().expect("model");
-        let loss = loss_fn.forward(m.forward(&input), targets.clone());
-        let _value: f32 = loss.clone().into_scalar();
-        let grads = GradientsParams::from_grads(loss.backward(), &m);
-        let (grads, _) = clip::clip_global_norm(&m, grads, 1.0);
-        model = Some(opt.step(2e-5, m, grads));
-    });
+    time_steps(
+        &on,
+        warmup,
+        steps,
+        batch,
+        &format!("\"seq\": {seq}"),
+        || {
+            let m = model.take().expect("model");
+            let loss = loss_fn.forward(m.forward(&input), targets.clone());
+            let _value: f32 = loss.clone().into_scalar();
+            let grads = GradientsParams::from_grads(loss.backward(), &m);
+            let (grads, _) = clip::clip_global_norm(&m, grads, 1.0);
+            model = Some(opt.step(2e-5, m, grads));
+        },
+    );
 }

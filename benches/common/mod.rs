@@ -1,6 +1,10 @@
-//! Shared by the throughput benchmarks: flags and the one JSON line bench/side_by_side.py reads.
+//! Shared by the throughput benchmarks: flags, the device, and the one JSON line
+//! bench/side_by_side.py reads.
 
 use std::time::Instant;
+
+use burn::tensor::Device;
+use runner::config::types::{Backend, HardwareConfig};
 
 /// `--name N` from the command line, or `default`.
 pub fn arg(name: &str, default: usize) -> usize {
@@ -12,13 +16,57 @@ pub fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Times `warmup + steps` calls of `step` and prints the median as one JSON line with `fields`
-/// (already JSON, e.g. `"seq": 128`).
-pub fn time_steps(warmup: usize, steps: usize, batch: usize, fields: &str, mut step: impl FnMut()) {
+/// `--name VALUE` from the command line, or `default`.
+pub fn arg_str(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// The training device (with autodiff) of `--backend flex|tch` (default flex) and
+/// `--device cpu|cuda|cuda:N` (default cpu), as the trainer makes it, seeded with 0; the
+/// name the JSON line gives it.
+pub fn device() -> (Device, String) {
+    let (backend, name) = match arg_str("--backend", "flex").as_str() {
+        "flex" => (Backend::Flex, "runner (burn flex)"),
+        "tch" => (Backend::Tch, "runner (burn tch, libtorch 2.9.0)"),
+        other => panic!("--backend {other}: expected flex or tch"),
+    };
+    let kind = arg_str("--device", "cpu");
+    let hw = HardwareConfig {
+        backend,
+        device: runner::config::types::Device::parse(&kind)
+            .unwrap_or_else(|| panic!("--device {kind}: expected cpu, cuda or cuda:N")),
+        ..HardwareConfig::default()
+    };
+    let name = if kind == "cpu" {
+        name.to_string()
+    } else {
+        format!("{name} {kind}")
+    };
+    let device = runner::train::backend::training_device(&hw).unwrap_or_else(|e| panic!("{e}"));
+    runner::train::backend::seed(&device, 0);
+    (device, name)
+}
+
+/// Times `warmup + steps` calls of `step` (waiting for `device` to finish each) and prints the
+/// median as one JSON line naming `name`, with `fields` (already JSON, e.g. `"seq": 128`).
+pub fn time_steps(
+    (device, name): &(Device, String),
+    warmup: usize,
+    steps: usize,
+    batch: usize,
+    fields: &str,
+    mut step: impl FnMut(),
+) {
     let mut times = Vec::new();
     for i in 0..warmup + steps {
         let start = Instant::now();
         step();
+        device.sync().expect("the device finishes the step");
         if i >= warmup {
             times.push(start.elapsed().as_secs_f64());
         }
@@ -26,7 +74,7 @@ pub fn time_steps(warmup: usize, steps: usize, batch: usize, fields: &str, mut s
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     println!(
-        "{{\"impl\": \"runner (burn flex)\", \"batch\": {batch}, {fields}, \"steps\": {steps}, \
+        "{{\"impl\": \"{name}\", \"batch\": {batch}, {fields}, \"steps\": {steps}, \
          \"step_s_median\": {median:.4}, \"samples_per_s\": {:.2}}}",
         batch as f64 / median
     );
