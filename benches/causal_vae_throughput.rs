@@ -1,5 +1,5 @@
-//! CausalVAE training throughput on runner (`--backend flex` or `tch`): the step the trainer takes
-//! for `job: causal_vae` (causal encoder, sampled latent, decoder, L1 + kl_weight · KL,
+//! CausalVAE training throughput on runner (`--backend flex` or `tch`): the step the trainer
+//! takes for `job: causal_vae` (causal encoder, sampled latent, decoder, L1 + kl_weight · KL,
 //! backward, AdamW), on fixed pseudo-random clips in [−1, 1], reported as one JSON line.
 //! `just bench-vae` runs it side by side with the same model in PyTorch eager
 //! (bench/causalvae_torch.py) and prints the ratio.

@@ -1,5 +1,5 @@
-//! MAE pretraining throughput on runner (`--backend flex` or `tch`): the step the trainer takes
-//! for `job: mae` (per-sample masking, encoder over visible patches, decoder, MSE on hidden
+//! MAE pretraining throughput on runner (`--backend flex` or `tch`): the step the trainer
+//! takes for `job: mae` (per-sample masking, encoder over visible patches, decoder, MSE on hidden
 //! patches, backward, AdamW with MAE's betas), on fixed pseudo-random images, reported as one
 //! JSON line. `just bench-mae` runs it side by side with the same model in PyTorch eager
 //! (bench/mae_torch.py) and prints the ratio.
