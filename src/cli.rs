@@ -11,6 +11,7 @@ use crate::config::render::{self, Format};
 use crate::config::schema::{self, EXPERIMENT_SCHEMA_FILE, PROFILE_SCHEMA_FILE};
 use crate::config::types::JobKind;
 use crate::config::{Diagnostics, Request, Resolved, machine, presets, resolve, starter};
+use crate::dist::{self, contract::Role};
 use crate::jobs;
 use crate::rundir;
 use crate::train::trainer::Settings;
@@ -66,6 +67,12 @@ pub enum Command {
         explain: bool,
     },
     /// Resolve, validate, check the machine, create the run directory and train.
+    ///
+    /// With `hardware.nnodes × nproc_per_node` > 1 (the tch backend), trains data-parallel: this
+    /// command starts the machine's `nproc_per_node` workers itself, as torchrun does. Started
+    /// by a launcher (torchrun's RANK, WORLD_SIZE, … or srun's SLURM_PROCID, …), it is one of
+    /// those workers instead. On several machines without Slurm, run it on each with
+    /// `--set hardware.node_rank=N` and node 0's `hardware.master_addr`.
     Run {
         #[command(flatten)]
         config: ConfigArgs,
@@ -73,6 +80,14 @@ pub enum Command {
         /// meta.json); train nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Write a Slurm batch script into a new run directory and submit it with sbatch: it runs
+    /// `runner run` on every node through srun, each task one data-parallel rank.
+    Launch {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        slurm: SlurmArgs,
     },
     /// Write a finished run's weights for use elsewhere: for `mae`, under the reference
     /// implementation's names (models_mae.py / timm), in safetensors.
@@ -118,6 +133,34 @@ pub enum Command {
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    /// Launch through Slurm (`sbatch` + `srun`), the scheduler runner writes scripts for.
+    #[arg(long, required = true)]
+    pub slurm: bool,
+    /// Only write the script (RUN_DIR/slurm.sbatch) and print it; submit nothing.
+    #[arg(long)]
+    pub print: bool,
+    /// sbatch --partition.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// sbatch --time, e.g. 2-00:00:00.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// sbatch --account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// sbatch --qos.
+    #[arg(long)]
+    pub qos: Option<String>,
+    /// sbatch --cpus-per-task (CPU workers also get that many OpenMP threads).
+    #[arg(long)]
+    pub cpus_per_task: Option<u32>,
+    /// Another #SBATCH option, verbatim, e.g. `--sbatch=--mem=64G`. Repeatable.
+    #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -181,7 +224,8 @@ pub fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("{}error: {e:#}", logs::tag());
+            logs::note(&format!("error: {e:#}"));
             ExitCode::from(1)
         }
     }
@@ -192,15 +236,116 @@ fn init_logging(format: LogFormat) {
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::INFO);
+    let rank = crate::dist::contract::rank_from_env();
+    logs::set_rank(rank);
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(logs::Sink)
+        // Ranks other than 0 end up writing to a file.
+        .with_ansi(std::io::stderr().is_terminal() && rank.unwrap_or(0) == 0)
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.without_time().try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Where log lines go: standard error, except that the data-parallel ranks other than 0 write
+/// theirs to `RUN_DIR/ranks/rank-N.log` once the run directory exists. Until then they keep
+/// their lines for that file and show only warnings and errors (tagged `[rank N]`), so a
+/// terminal shows one rank's log, not N interleaved copies.
+mod logs {
+    use std::io::Write;
+    use std::sync::{Mutex, OnceLock};
+
+    static RANK: OnceLock<Option<usize>> = OnceLock::new();
+    static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+    /// A rank's lines from before its log file existed.
+    static EARLY: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+    pub fn set_rank(rank: Option<usize>) {
+        let _ = RANK.set(rank.filter(|&r| r > 0));
+    }
+
+    fn rank() -> Option<usize> {
+        RANK.get().copied().flatten()
+    }
+
+    /// Adds `line` to this rank's log file, if it has one (what is also printed to stderr).
+    pub fn note(line: &str) {
+        if let Some(f) = FILE.get() {
+            let _ = writeln!(f.lock().unwrap_or_else(|p| p.into_inner()), "{line}");
+        }
+    }
+
+    /// `[rank N] ` on ranks other than 0.
+    pub fn tag() -> String {
+        rank().map(|r| format!("[rank {r}] ")).unwrap_or_default()
+    }
+
+    /// Sends this rank's log lines to `path` from now on, starting with the ones kept so far.
+    pub fn to_file(path: &std::path::Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let mut early = EARLY.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(&early)?;
+        early.clear();
+        let _ = FILE.set(Mutex::new(file));
+        Ok(())
+    }
+
+    pub struct Sink;
+    pub struct Writer {
+        /// A warning or an error: shown on every rank.
+        loud: bool,
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Sink {
+        type Writer = Writer;
+        fn make_writer(&'a self) -> Writer {
+            Writer { loud: true }
+        }
+        fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Writer {
+            Writer {
+                loud: *meta.level() <= tracing::Level::WARN,
+            }
+        }
+    }
+
+    impl Write for Writer {
+        // The formatter hands over one whole event per call.
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Some(f) = FILE.get() {
+                f.lock().unwrap_or_else(|p| p.into_inner()).write_all(buf)?;
+                if !self.loud {
+                    return Ok(buf.len());
+                }
+            } else if rank().is_some() {
+                EARLY
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(buf);
+                if !self.loud {
+                    return Ok(buf.len());
+                }
+            }
+            let mut err = std::io::stderr().lock();
+            err.write_all(tag().as_bytes())?;
+            err.write_all(buf)?;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            match FILE.get() {
+                Some(f) => f.lock().unwrap_or_else(|p| p.into_inner()).flush(),
+                None => std::io::stderr().flush(),
+            }
+        }
+    }
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
@@ -216,6 +361,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 !cli.quiet && cli.log_format == LogFormat::Text && std::io::stderr().is_terminal();
             run(&config, dry_run, live_bar)
         }
+        Command::Launch { config, slurm } => launch(&config, &slurm),
         Command::Schema {
             profile,
             check,
@@ -334,7 +480,23 @@ fn run(config: &ConfigArgs, dry_run: bool, live_bar: bool) -> Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    print_warnings(&resolved);
+    let role = match dist::contract::role(&resolved.experiment.hardware, &|k| std::env::var(k).ok())
+    {
+        Ok(role) => role,
+        Err(e) => {
+            eprintln!("{}error: {e}", logs::tag());
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    let layout = match &role {
+        Role::Worker(layout) => Some(layout.clone()),
+        _ => None,
+    };
+    // Every rank has checked the same configuration; one copy of the warnings is enough.
+    if layout.as_ref().is_none_or(|l| l.rank == 0) {
+        print_warnings(&resolved);
+    }
+    // Each machine checks its own paths, programs and devices.
     let problems = machine::machine_checks(
         &resolved.experiment,
         &resolved.layers,
@@ -344,13 +506,44 @@ fn run(config: &ConfigArgs, dry_run: bool, live_bar: bool) -> Result<ExitCode> {
     if !problems.is_empty() {
         return Ok(report(&Diagnostics(problems), &config.experiment));
     }
-    let now = chrono::Utc::now();
-    let dir = rundir::run_dir_path(&resolved, now);
-    if let Err(refusal) = rundir::check_reusable(&dir, resolved.experiment.resume.is_some()) {
-        eprintln!("error: {refusal}");
-        return Ok(ExitCode::from(EXIT_CONFIG));
+    if let (
+        Role::Launch {
+            first_rank,
+            local_world,
+            world,
+            node_rank,
+            master_addr,
+            master_port,
+        },
+        false,
+    ) = (&role, dry_run)
+    {
+        let hw = &resolved.experiment.hardware;
+        let omp_threads = (std::env::var_os("OMP_NUM_THREADS").is_none() && !hw.device.is_cuda())
+            .then(|| {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (cores / local_world).max(1)
+            });
+        return dist::spawn::run(&dist::spawn::Workers {
+            first_rank: *first_rank,
+            local_world: *local_world,
+            world: *world,
+            node_rank: *node_rank,
+            master_addr: master_addr.clone(),
+            master_port: *master_port,
+            omp_threads,
+        });
     }
+    let now = chrono::Utc::now();
     if dry_run {
+        if layout.as_ref().is_some_and(|l| l.rank != 0) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let dir = rundir::run_dir_path(&resolved, now);
+        if let Err(refusal) = rundir::check_reusable(&dir, resolved.experiment.resume.is_some()) {
+            eprintln!("error: {refusal}");
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
         rundir::prepare(&resolved, &dir, rundir::Status::Prepared, now)?;
         println!(
             "prepared {} (dry run: {})",
@@ -360,22 +553,157 @@ fn run(config: &ConfigArgs, dry_run: bool, live_bar: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     jobs::unsupported_settings(&resolved.experiment).map_err(anyhow::Error::msg)?;
-    let device = crate::train::backend::training_device(&resolved.experiment.hardware)
+    let local_rank = layout.as_ref().map_or(0, |l| l.local_rank);
+    let device = crate::train::backend::training_device(&resolved.experiment.hardware, local_rank)
         .map_err(anyhow::Error::msg)?;
-    // Data, tokenizer and pretrained files are read before the run directory exists, so a
-    // bad input leaves nothing behind.
-    let ready = jobs::prepare(&resolved.experiment)?;
-    let meta = rundir::prepare(&resolved, &dir, rundir::Status::Running, now)?;
-    tracing::info!("{}", summary(&resolved));
-    tracing::info!("run directory: {}", dir.display());
+    let ranks = Ranks::join(layout.as_ref(), &resolved)?;
+    let coll = ranks.collective();
+    let outcome = train_as_rank(&resolved, coll, &ranks, &device, now, live_bar);
+    ranks.finish(outcome.as_ref().err().map(|e| format!("{e:#}")).as_deref());
+    outcome
+}
+
+/// This process's membership of a data-parallel run, or none.
+struct Ranks {
+    #[cfg(runner_c10d)]
+    group: Option<dist::group::Group>,
+}
+
+impl Ranks {
+    #[cfg_attr(not(runner_c10d), allow(unused_variables))]
+    fn join(layout: Option<&dist::contract::Layout>, resolved: &Resolved) -> Result<Ranks> {
+        let Some(layout) = layout else {
+            return Ok(Ranks {
+                #[cfg(runner_c10d)]
+                group: None,
+            });
+        };
+        #[cfg(runner_c10d)]
+        {
+            let backend = resolved
+                .derived
+                .dist_backend
+                .unwrap_or(crate::config::types::DistBackend::Gloo);
+            let timeout =
+                std::time::Duration::from_secs(u64::from(resolved.experiment.hardware.ddp_timeout));
+            Ok(Ranks {
+                group: Some(dist::group::Group::join(layout, backend, timeout)?),
+            })
+        }
+        #[cfg(not(runner_c10d))]
+        anyhow::bail!(
+            "rank {} of {}: this runner binary has no data-parallel engine (build it with the \
+             `tch` feature: `just setup-tch build-tch`)",
+            layout.rank,
+            layout.world
+        )
+    }
+
+    fn collective(&self) -> &dyn crate::train::collective::Collective {
+        #[cfg(runner_c10d)]
+        if let Some(g) = &self.group {
+            return g;
+        }
+        &crate::train::collective::Single
+    }
+
+    /// Where a failure the watchdog finds is recorded: the run directory's meta.json on
+    /// rank 0, the rank's log on the others.
+    #[cfg_attr(not(runner_c10d), allow(unused_variables))]
+    fn on_fatal(&self, dir: &Path, meta: Option<&rundir::Meta>) {
+        #[cfg(runner_c10d)]
+        if let Some(g) = &self.group {
+            let (dir, meta) = (dir.to_path_buf(), meta.cloned());
+            g.on_fatal(Box::new(move |why| match &meta {
+                Some(meta) => {
+                    let _ = rundir::finish(&dir, meta, Some(why.to_string()));
+                }
+                None => logs::note(&format!("error: {why}")),
+            }));
+        }
+    }
+
+    #[cfg_attr(not(runner_c10d), allow(unused_variables))]
+    fn finish(&self, error: Option<&str>) {
+        #[cfg(runner_c10d)]
+        if let Some(g) = &self.group {
+            g.finish(error);
+        }
+    }
+}
+
+/// One rank's run (rank 0 of 1 when training alone): read the data, agree on the run
+/// directory, train, record how it went.
+fn train_as_rank(
+    resolved: &Resolved,
+    coll: &dyn crate::train::collective::Collective,
+    ranks: &Ranks,
+    device: &burn::tensor::Device,
+    now: chrono::DateTime<chrono::Utc>,
+    live_bar: bool,
+) -> Result<ExitCode> {
+    let main = coll.rank() == 0;
+    // Data, tokenizer and pretrained files are read (on every rank) before the run directory
+    // exists, so a bad input leaves nothing behind.
+    let ready = jobs::prepare(&resolved.experiment);
+    // Rank 0 proposes the run directory; every rank says whether it is ready.
+    let dir = rundir::run_dir_path(resolved, now);
+    let mine = match (&ready, main) {
+        (Err(e), _) => format!("error {e:#}"),
+        (Ok(_), true) => match rundir::check_reusable(&dir, resolved.experiment.resume.is_some()) {
+            Ok(()) => format!("dir {}", dir.display()),
+            Err(refusal) => format!("refused {refusal}"),
+        },
+        (Ok(_), false) => "ready".into(),
+    };
+    let all = coll.exchange("ready", &mine)?;
+    let ready = ready?;
+    for (r, said) in all.iter().enumerate() {
+        if let Some(refusal) = said.strip_prefix("refused ") {
+            eprintln!("{}error: {refusal}", logs::tag());
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        if let Some(e) = said.strip_prefix("error ") {
+            anyhow::bail!("{} could not start: {e}", coll.describe(r));
+        }
+    }
+    let dir = PathBuf::from(all[0].strip_prefix("dir ").unwrap_or_default());
+    let meta = if main {
+        let meta = rundir::prepare(resolved, &dir, rundir::Status::Running, now);
+        coll.exchange("dir", meta.as_ref().map_or("failed", |_| "ok"))?;
+        let meta = meta?;
+        ranks.on_fatal(&dir, Some(&meta));
+        tracing::info!("{}", summary(resolved));
+        tracing::info!("run directory: {}", dir.display());
+        Some(meta)
+    } else {
+        if coll.exchange("dir", "ok")?[0] != "ok" {
+            anyhow::bail!(
+                "rank 0 could not create the run directory {}",
+                dir.display()
+            );
+        }
+        let log = dir.join("ranks").join(format!("rank-{}.log", coll.rank()));
+        logs::to_file(&log)
+            .with_context(|| format!("cannot write this rank's log `{}`", log.display()))?;
+        ranks.on_fatal(&dir, None);
+        tracing::info!(
+            "{} (of {} ranks): {}",
+            coll.describe(coll.rank()),
+            coll.world(),
+            summary(resolved)
+        );
+        None
+    };
     let settings = Settings {
         exp: &resolved.experiment,
         derived: &resolved.derived,
         run_dir: &dir,
         live_bar,
+        collective: coll,
     };
-    match ready.train(&settings, &device) {
-        Ok(done) => {
+    match (ready.train(&settings, device), meta) {
+        (Ok(done), Some(meta)) => {
             rundir::finish(&dir, &meta, None)?;
             let eval: Vec<String> = done
                 .eval
@@ -403,11 +731,65 @@ fn run(config: &ConfigArgs, dry_run: bool, live_bar: bool) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            let _ = rundir::finish(&dir, &meta, Some(format!("{e:#}")));
+        (Ok(_), None) => {
+            tracing::info!("done");
+            Ok(ExitCode::SUCCESS)
+        }
+        (Err(e), meta) => {
+            if let Some(meta) = meta {
+                let _ = rundir::finish(&dir, &meta, Some(format!("{e:#}")));
+            }
             Err(e.context(format!("training failed (run directory {})", dir.display())))
         }
     }
+}
+
+fn launch(config: &ConfigArgs, args: &SlurmArgs) -> Result<ExitCode> {
+    let resolved = match resolve_or_report(config) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    print_warnings(&resolved);
+    let dir = rundir::run_dir_path(&resolved, chrono::Utc::now());
+    if let Err(refusal) = rundir::check_reusable(&dir, resolved.experiment.resume.is_some()) {
+        eprintln!("error: {refusal}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let invocation = dist::slurm::Invocation {
+        runner: std::env::current_exe().context("cannot find the runner executable")?,
+        experiment: config.experiment.clone(),
+        profiles: config.profiles.clone(),
+        overrides: config
+            .set
+            .iter()
+            .chain(&config.overrides)
+            .cloned()
+            .collect(),
+        seed: config.seed,
+    };
+    let options = dist::slurm::Options {
+        partition: args.partition.clone(),
+        time: args.time.clone(),
+        account: args.account.clone(),
+        qos: args.qos.clone(),
+        cpus_per_task: args.cpus_per_task,
+        extra: args.sbatch.clone(),
+    };
+    let text = dist::slurm::script(&resolved, &dir, &invocation, &options);
+    let path = dist::slurm::write(&dir, &text)?;
+    if args.print {
+        print!("{text}");
+        eprintln!("wrote {} (not submitted)", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let job = dist::slurm::submit(&path)?;
+    println!(
+        "submitted batch job {job}: {}\nrun directory: {}\nfollow it: tail -f {}",
+        summary(&resolved),
+        dir.display(),
+        dir.join(format!("slurm-{job}.out")).display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export(

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dist;
 pub mod jobs;
 pub mod rundir;
 pub mod train;

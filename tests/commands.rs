@@ -346,3 +346,75 @@ fn help_comes_from_the_doc_comments() {
         "{out}"
     );
 }
+
+#[test]
+fn launch_slurm_print_writes_the_batch_script_into_the_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let text = stdout(
+        runner()
+            .args([
+                "launch",
+                "experiments/mnli.yaml",
+                "--profile",
+                "2x8xH100",
+                "--slurm",
+                "--print",
+                "--partition",
+                "gpu",
+                "--time",
+                "1-00:00:00",
+                "--sbatch=--mem=64G",
+                "--output-dir",
+            ])
+            .arg(&run)
+            .args(["--set", "optimizer.betas=[0.9, 0.95]", "--seed", "7"]),
+    );
+    let run = std::path::absolute(&run).unwrap();
+    for line in [
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=8",
+        "#SBATCH --gpus-per-node=8",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=1-00:00:00",
+        "#SBATCH --mem=64G",
+        &format!("#SBATCH --output={}/slurm-%j.out", run.display()),
+        "export MASTER_PORT=29500",
+        "srun --kill-on-bad-exit=1",
+        "--profile 2x8xH100",
+        "--seed 7",
+        "--set 'optimizer.betas=[0.9, 0.95]'",
+        &format!("--output-dir {}", run.display()),
+    ] {
+        assert!(text.contains(line), "`{line}` missing:\n{text}");
+    }
+    assert!(text.contains("scontrol show hostnames"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(run.join("slurm.sbatch")).unwrap(),
+        text
+    );
+    // Only the script: rank 0 of the job writes the rest.
+    assert_eq!(std::fs::read_dir(&run).unwrap().count(), 1);
+    // `runner launch` needs a scheduler to write for.
+    let (code, err) = failure(runner().args(["launch", "experiments/mnli.yaml"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("--slurm"), "{err}");
+}
+
+#[test]
+fn a_launcher_world_size_that_disagrees_with_the_config_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, err) = failure(
+        runner()
+            .args(["run", "experiments/mnli-tiny.yaml", "--output-dir"])
+            .arg(tmp.path().join("run"))
+            .env("RANK", "0")
+            .env("WORLD_SIZE", "4"),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("WORLD_SIZE=4") && err.contains("hardware.nproc_per_node=4"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("run").exists());
+}

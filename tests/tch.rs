@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use common::*;
@@ -41,29 +40,6 @@ fn two_steps(exp: &str, backend: &str, out: &Path, extra: &[&str]) -> (Vec<f64>,
     (losses, weights(&run.join("model.safetensors")))
 }
 
-type Weights = HashMap<String, Vec<f32>>;
-
-fn weights(path: &Path) -> Weights {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            assert_eq!(
-                view.dtype(),
-                safetensors::Dtype::F32,
-                "{name}: fp32 weights"
-            );
-            let v = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (name, v)
-        })
-        .collect()
-}
-
 /// Same losses (relative `loss_tol`) and weights (absolute `weight_tol`, small against the
 /// learning rate that moved them) on flex and libtorch.
 fn assert_parity(exp: &str, extra: &[&str], loss_tol: f64, weight_tol: f32) {
@@ -77,18 +53,7 @@ fn assert_parity(exp: &str, extra: &[&str], loss_tol: f64, weight_tol: f32) {
             "{exp}: losses flex {flex_loss:?} vs tch {tch_loss:?}"
         );
     }
-    assert_eq!(flex_w.len(), tch_w.len());
-    let mut worst = (0.0f32, String::new());
-    for (name, a) in &flex_w {
-        let b = &tch_w[name];
-        assert_eq!(a.len(), b.len(), "{name}");
-        for (x, y) in a.iter().zip(b) {
-            let d = (x - y).abs();
-            if d > worst.0 {
-                worst = (d, name.clone());
-            }
-        }
-    }
+    let worst = largest_difference(&flex_w, &tch_w);
     eprintln!(
         "{exp}: losses flex {flex_loss:?} tch {tch_loss:?}; largest weight difference {} ({})",
         worst.0, worst.1

@@ -47,7 +47,7 @@ pub fn device() -> (Device, String) {
     } else {
         format!("{name} {kind}")
     };
-    let device = runner::train::backend::training_device(&hw).unwrap_or_else(|e| panic!("{e}"));
+    let device = runner::train::backend::training_device(&hw, 0).unwrap_or_else(|e| panic!("{e}"));
     runner::train::backend::seed(&device, 0);
     (device, name)
 }

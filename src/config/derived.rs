@@ -526,7 +526,13 @@ fn hardware_checks(
                         "use hardware.backend: tch for data-parallel training, or nnodes: 1 and nproc_per_node: 1".into());
                 }
             }
-            Backend::Tch => {}
+            Backend::Tch => {
+                if let (Device::Cuda(Some(n)), true) = (hw.device, hw.nproc_per_node > 1) {
+                    err("hardware.device", "backend",
+                        format!("`cuda:{n}` would put all {} ranks of this machine on one GPU", hw.nproc_per_node),
+                        "use device: cuda; each rank then takes the GPU of its LOCAL_RANK (restrict them with CUDA_VISIBLE_DEVICES)".into());
+                }
+            }
         }
     }
     match dist {

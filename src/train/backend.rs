@@ -20,9 +20,14 @@ const NO_TCH_HELP: &str = "build one with `just setup-tch && just build-tch` (ca
     section), or use hardware.backend: flex (e.g. --profile cpu)";
 
 /// The device training runs on (with autodiff), or why this binary or machine cannot
-/// provide it.
-pub fn training_device(hw: &HardwareConfig) -> Result<Device, String> {
-    resolve(hw).map_err(|p| format!("{}; {}", p.message, p.help))
+/// provide it. A data-parallel rank on `cuda` takes the GPU of its `local_rank` (as torchrun's
+/// workers do).
+pub fn training_device(hw: &HardwareConfig, local_rank: usize) -> Result<Device, String> {
+    let mut hw = hw.clone();
+    if hw.device == DeviceKind::Cuda(None) && hw.nnodes * hw.nproc_per_node > 1 {
+        hw.device = DeviceKind::Cuda(Some(local_rank as u32));
+    }
+    resolve(&hw).map_err(|p| format!("{}; {}", p.message, p.help))
 }
 
 /// `validate` has already rejected combinations no build can run (flex on a GPU); what
@@ -53,19 +58,46 @@ fn resolve(hw: &HardwareConfig) -> Result<Device, DeviceProblem> {
         #[cfg(not(feature = "tch"))]
         (Backend::Tch, _) => Err(problem("hardware.backend", NO_TCH.into(), NO_TCH_HELP)),
     }?;
-    let processes = hw.nnodes * hw.nproc_per_node;
-    if processes > 1 {
-        return Err(problem(
-            "hardware.nproc_per_node",
-            format!(
-                "nnodes × nproc_per_node = {processes}, but runner trains in one process so far \
-                 (data-parallel training over libtorch's process groups is not built yet)"
-            ),
-            "set hardware.nnodes: 1 and hardware.nproc_per_node: 1 (e.g. --profile 1xA100), \
-             raising train.grad_accum_steps to keep the global batch",
-        ));
+    #[cfg(feature = "tch")]
+    if hw.nnodes * hw.nproc_per_node > 1 {
+        collective_check(hw)
+            .map_err(|(message, help)| problem("hardware.dist_backend", message, help))?;
     }
     Ok(device)
+}
+
+/// Whether this binary has the process-group backend a data-parallel `hw` asks for.
+#[cfg(feature = "tch")]
+fn collective_check(hw: &HardwareConfig) -> Result<(), (String, &'static str)> {
+    use crate::config::types::DistBackend;
+    let backend = hw.dist_backend.unwrap_or(if hw.device.is_cuda() {
+        DistBackend::Nccl
+    } else {
+        DistBackend::Gloo
+    });
+    #[cfg(runner_c10d)]
+    {
+        let name = crate::dist::group::backend_name(backend);
+        if crate::dist::c10d::has(name) {
+            return Ok(());
+        }
+        Err((
+            format!("this runner binary was built without c10d's {name} process group"),
+            if backend == DistBackend::Gloo {
+                "install gloo's headers (apt-get install libgloo-dev) and rebuild (`just build-tch`)"
+            } else {
+                "rebuild after `just setup-tch`, which installs the CUDA and NCCL headers the build needs"
+            },
+        ))
+    }
+    #[cfg(not(runner_c10d))]
+    {
+        let _ = backend;
+        Err((
+            "this runner binary was built without libtorch's c10d (data-parallel training)".into(),
+            "rebuild with `just build-tch`",
+        ))
+    }
 }
 
 /// Where models are initialised: burn-flex's seeded stream, whatever the training device, so
@@ -92,7 +124,8 @@ pub fn seed(device: &Device, seed: u64) {
 }
 
 #[cfg(feature = "tch")]
-#[allow(deprecated)] // burn 0.22 marks burn-tch deprecated in favour of CubeCL; the design card names it.
+// burn 0.22 marks burn-tch deprecated in favour of CubeCL; the design card names it.
+#[allow(deprecated)]
 mod libtorch {
     use burn::tensor::Device;
 
@@ -260,15 +293,19 @@ mod tests {
         assert!(problem.help.contains("just setup-tch && just build-tch"));
     }
 
+    #[cfg(feature = "tch")]
     #[test]
-    fn more_than_one_process_is_refused_until_data_parallel_exists() {
+    fn data_parallel_cpu_training_has_gloo() {
         let hw = HardwareConfig {
-            nproc_per_node: 8,
+            backend: Backend::Tch,
+            nproc_per_node: 2,
             ..HardwareConfig::default()
         };
-        let problem = check(&hw).unwrap_err();
-        assert_eq!(problem.key, "hardware.nproc_per_node");
-        assert!(problem.message.contains("= 8"), "{}", problem.message);
+        assert!(
+            check(&hw).is_ok(),
+            "{:?}",
+            check(&hw).err().map(|p| p.message)
+        );
     }
 
     #[cfg(feature = "tch")]

@@ -61,6 +61,11 @@ pub fn dir_name(step: u64) -> String {
     format!("step-{step:08}")
 }
 
+/// Where the checkpoint of `step` is (or will be) in `run_dir`.
+pub fn dir_of(run_dir: &Path, step: u64) -> PathBuf {
+    run_dir.join(DIR).join(dir_name(step))
+}
+
 fn step_of(name: &str) -> Option<u64> {
     name.strip_prefix("step-")?.parse().ok()
 }

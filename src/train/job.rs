@@ -24,6 +24,9 @@ pub struct EvalContext<'a> {
     /// Optimizer steps done.
     pub step: u64,
     pub run_dir: &'a Path,
+    /// This rank's part of each held-out set, how the parts' sums meet, and whether this rank
+    /// writes files (in one process: everything, nothing to meet, yes).
+    pub shard: super::collective::Shard<'a>,
 }
 
 pub trait Job: Send + Sync + 'static {
@@ -57,6 +60,9 @@ pub trait Job: Send + Sync + 'static {
 
     /// Evaluates `model` (already in inference mode) on every held-out set; a job may also
     /// leave files for people to look at in the run directory (the MAE reconstruction grid).
+    /// In a data-parallel run each rank evaluates `ctx.shard.part(n)` of a set of `n`, sums
+    /// its per-example statistics with the others' (`ctx.shard.sum`) and reports the same
+    /// metrics; only the rank that `ctx.shard.writes_files()` leaves files.
     fn evaluate(
         &self,
         model: &Self::Model,

@@ -4,7 +4,11 @@
 //! a ChaCha8 stream seeded with `(seed, e)` (specified bit for bit, so the order is the same on
 //! every machine and after a resume), cut into `per_device_batch_size` pieces; `grad_accum_steps`
 //! consecutive pieces make one optimizer step. The position in the data is therefore the step
-//! number alone. [`Loader`] assembles the batches of one epoch in `loader.num_workers` threads,
+//! number alone. With `world` data-parallel ranks, the permutation is first made a multiple of
+//! `world` long (repeating its start, or dropping its end with `drop_last`, as PyTorch's
+//! `DistributedSampler` does) and rank `r` takes every `world`-th example from `r`: the ranks'
+//! k-th micro-batches together are the single-process k-th micro-batch of `world ×
+//! per_device_batch_size` examples. [`Loader`] assembles the batches of one epoch in `loader.num_workers` threads,
 //! each a bounded `prefetch_factor` ahead, and hands them out in order.
 
 use std::sync::Arc;
@@ -26,15 +30,28 @@ pub struct Plan {
     pub drop_last: bool,
     pub shuffle: bool,
     pub seed: u64,
+    /// This process's data-parallel rank, and the number of ranks.
+    pub rank: usize,
+    pub world: usize,
 }
 
 impl Plan {
-    /// Micro-batches in one epoch.
-    pub fn micro_batches_per_epoch(&self) -> usize {
+    /// Examples this rank sees per epoch.
+    fn shard_len(&self) -> usize {
         if self.drop_last {
-            self.examples / self.batch_size
+            self.examples / self.world
         } else {
-            self.examples.div_ceil(self.batch_size)
+            self.examples.div_ceil(self.world)
+        }
+    }
+
+    /// Micro-batches in one epoch (the same on every rank).
+    pub fn micro_batches_per_epoch(&self) -> usize {
+        let n = self.shard_len();
+        if self.drop_last {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
         }
     }
 
@@ -43,7 +60,7 @@ impl Plan {
         self.micro_batches_per_epoch().div_ceil(self.accum) as u64
     }
 
-    /// The example indices of every micro-batch of `epoch`, in order.
+    /// The example indices of every micro-batch of `epoch` on this rank, in order.
     pub fn micro_batches(&self, epoch: u64) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..self.examples).collect();
         if self.shuffle {
@@ -53,6 +70,22 @@ impl Plan {
             key[8..16].copy_from_slice(&epoch.to_le_bytes());
             key[16..24].copy_from_slice(b"runner/d");
             order.shuffle(&mut ChaCha8Rng::from_seed(key));
+        }
+        if self.world > 1 {
+            let total = self.shard_len() * self.world;
+            let padding: Vec<usize> = order
+                .iter()
+                .cycle()
+                .take(total.saturating_sub(order.len()))
+                .copied()
+                .collect();
+            order.extend(padding);
+            order.truncate(total);
+            order = order
+                .into_iter()
+                .skip(self.rank)
+                .step_by(self.world)
+                .collect();
         }
         order
             .chunks(self.batch_size)
@@ -188,8 +221,13 @@ pub fn check_plan(plan: &Plan) -> Result<()> {
         bail!("the training set is empty");
     }
     if plan.micro_batches_per_epoch() == 0 {
+        let per_rank = if plan.world > 1 {
+            format!(" ({} per rank on {} ranks)", plan.shard_len(), plan.world)
+        } else {
+            String::new()
+        };
         bail!(
-            "the training set has {} examples, fewer than one batch of {} with \
+            "the training set has {} examples{per_rank}, fewer than one batch of {} with \
              `loader.drop_last: true`; lower train.per_device_batch_size or set loader.drop_last: false",
             plan.examples,
             plan.batch_size
@@ -210,6 +248,8 @@ mod tests {
             drop_last,
             shuffle: true,
             seed: 9,
+            rank: 0,
+            world: 1,
         }
     }
 
@@ -233,6 +273,56 @@ mod tests {
         assert_eq!(p.micro_batches_per_epoch(), 2);
         assert!(check_plan(&plan(3, true)).is_err());
         assert!(check_plan(&plan(3, false)).is_ok());
+    }
+
+    /// Two ranks' k-th micro-batches are the single process's k-th micro-batch of twice the
+    /// size; the ends of epochs are padded from the start, or dropped, as DistributedSampler.
+    #[test]
+    fn ranks_split_each_batch_of_the_single_process() {
+        let single = Plan {
+            batch_size: 8,
+            ..plan(16, false)
+        };
+        let ranks: Vec<Plan> = (0..2)
+            .map(|rank| Plan {
+                rank,
+                world: 2,
+                ..plan(16, false)
+            })
+            .collect();
+        let one = single.micro_batches(3);
+        let two: Vec<Vec<Vec<usize>>> = ranks.iter().map(|p| p.micro_batches(3)).collect();
+        assert_eq!(one.len(), two[0].len());
+        for (k, batch) in one.iter().enumerate() {
+            let mut joined = [two[0][k].clone(), two[1][k].clone()].concat();
+            joined.sort();
+            let mut want = batch.clone();
+            want.sort();
+            assert_eq!(joined, want, "micro-batch {k}");
+        }
+        assert_eq!(ranks[0].steps_per_epoch(), single.steps_per_epoch());
+
+        // 11 examples on 2 ranks: 6 each, the 12th repeats the epoch's first; drop_last: 5 each.
+        for drop_last in [false, true] {
+            let shards: Vec<Vec<usize>> = (0..2)
+                .map(|rank| {
+                    Plan {
+                        rank,
+                        world: 2,
+                        batch_size: 5,
+                        ..plan(11, drop_last)
+                    }
+                    .micro_batches(0)
+                    .concat()
+                })
+                .collect();
+            let n = if drop_last { 5 } else { 6 };
+            assert_eq!((shards[0].len(), shards[1].len()), (n, n));
+            let mut all = shards.concat();
+            all.sort();
+            all.dedup();
+            assert_eq!(all.len(), if drop_last { 10 } else { 11 });
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! and TensorBoard event files under `logging.dir`.
 //!
 //! Training records: `{"step", "epoch", "loss", "lr", "grad_norm", "samples_per_s"}` (and
-//! `"loss_scale"` in fp16), the loss being the mean over the steps since the previous record. Evaluation records:
-//! `{"step", "epoch", "eval": {"<set>": {"<metric>": value}}}`. TensorBoard gets the same
+//! `"loss_scale"` in fp16), the loss being the mean over the steps since the previous record.
+//! Evaluation records: `{"step", "epoch", "eval": {"<set>": {"<metric>": value}}}`. TensorBoard gets the same
 //! numbers as `train/<name>` and `eval/<set>/<metric>` curves. Every record is flushed as it
 //! is written, and a write error (a full disk) stops the run rather than being ignored.
 
@@ -68,6 +68,14 @@ impl Metrics {
             None => None,
         };
         Ok(Metrics { jsonl, tensorboard })
+    }
+
+    /// Sinks that write nothing (the other ranks of a data-parallel run).
+    pub fn none() -> Metrics {
+        Metrics {
+            jsonl: None,
+            tensorboard: None,
+        }
     }
 
     pub fn train(&mut self, r: &TrainRecord) -> Result<()> {

@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod clip;
+pub mod collective;
 pub mod job;
 pub mod loader;
 pub mod metrics;

@@ -15,6 +15,13 @@ pub fn step_seed(seed: u64, step: u64) -> u64 {
     mix(seed, step)
 }
 
+/// The device RNG's seed for step `step` on data-parallel rank `rank`: rank 0's is the
+/// single-process seed, the others' differ, so every sample gets its own dropout mask.
+pub fn rank_step_seed(seed: u64, step: u64, rank: usize) -> u64 {
+    let s = step_seed(seed, step);
+    if rank == 0 { s } else { mix(s, rank as u64) }
+}
+
 /// The seed a job's per-sample draws (augmentation, masks) start from in `epoch`; a job mixes
 /// in the example index, so a sample's draw does not depend on which batch it lands in.
 pub fn epoch_seed(seed: u64, epoch: u64) -> u64 {

@@ -6,8 +6,16 @@
 //! accumulate; stop on a non-finite loss or gradient norm before touching the weights; clip
 //! the global norm; AdamW at the schedule's rate for this step. Then log, evaluate and
 //! checkpoint as configured. In bf16/fp16 the micro-batches run on a low-precision copy of
-//! the fp32 master weights and their gradients come back to fp32 (`precision`). Everything a step depends on is a function of the step number
-//! and the checkpointed tensors, which is what makes a resumed run repeat the same curve.
+//! the fp32 master weights and their gradients come back to fp32 (`precision`). Everything
+//! a step depends on is a function of the step number and the checkpointed tensors, which is
+//! what makes a resumed run repeat the same curve.
+//!
+//! Data-parallel (`Settings::collective` with more than one rank): every rank takes its shard of
+//! each micro-batch (`Plan`), starts from rank 0's weights, and averages gradients and loss
+//! with the others before the non-finite check, clipping and AdamW, so every rank applies the
+//! same update and N ranks × batch b train like one process with batch N·b. Evaluations sum
+//! over the ranks' parts of each held-out set. Rank 0 alone writes metrics, samples,
+//! checkpoints, the final weights and `summary.json`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,13 +29,14 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
 use super::checkpoint::{self, TrainState};
+use super::collective::{self, Collective};
 use super::job::{EvalContext, EvalSet, Job};
 use super::loader::{Loader, Plan, check_plan};
 use super::metrics::{Metrics, TrainRecord};
 use super::precision::{LossScale, Precision, Verdict};
 use super::progress::Progress;
 use super::schedule::{DEFAULT_WSD_DECAY_FRACTION, Schedule};
-use super::seed::{epoch_seed, step_seed};
+use super::seed::{epoch_seed, rank_step_seed};
 use super::{backend, clip, optim, params};
 use crate::config::derived::Derived;
 use crate::config::types::{Experiment, Strategy};
@@ -45,6 +54,8 @@ pub struct Settings<'a> {
     pub run_dir: &'a Path,
     /// Draw a live progress bar (a terminal, not `--quiet`, text logs).
     pub live_bar: bool,
+    /// The other ranks of a data-parallel run (`collective::Single` when training alone).
+    pub collective: &'a dyn Collective,
 }
 
 /// `summary.json`: how the run ended.
@@ -74,6 +85,10 @@ pub struct Summary {
 pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summary> {
     let exp = s.exp;
     let job_name = exp.job.as_str();
+    let coll = s.collective;
+    let (rank, world) = (coll.rank(), coll.world());
+    let main = coll.is_main();
+    let bucket = collective::bucket_elements(exp.hardware.ddp_bucket_cap_mb);
     let plan = Plan {
         examples: job.train_len(),
         batch_size: exp.train.per_device_batch_size as usize,
@@ -81,6 +96,8 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         drop_last: exp.loader.drop_last,
         shuffle: exp.loader.shuffle,
         seed: exp.seed,
+        rank,
+        world,
     };
     check_plan(&plan)?;
     let steps_per_epoch = plan.steps_per_epoch();
@@ -90,9 +107,27 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         .unwrap_or(u64::from(exp.train.epochs) * steps_per_epoch);
     let schedule = schedule(exp, s.derived, steps_per_epoch, total_steps)?;
 
-    // --- model, optimizer, and where to start
-    checkpoint::remove_partial(s.run_dir)?;
-    let resume = find_resume(exp, s.run_dir, job_name)?;
+    // --- model, optimizer, and where to start (rank 0 tidies the run directory and picks the
+    // checkpoint; every rank loads that one)
+    let resume_dir = if main {
+        checkpoint::remove_partial(s.run_dir)?;
+        find_resume(exp, s.run_dir)?
+    } else {
+        None
+    };
+    let resume_dir = if coll.is_identity() {
+        resume_dir
+    } else {
+        let picked = resume_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        Some(PathBuf::from(&coll.exchange("resume", &picked)?[0]))
+            .filter(|d| !d.as_os_str().is_empty())
+    };
+    let resume = resume_dir
+        .map(|dir| checkpoint::read(&dir, job_name))
+        .transpose()?;
     let _rng = super::backend::RNG_LOCK
         .lock()
         .unwrap_or_else(|e| e.into_inner());
@@ -136,18 +171,25 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
             .with_context(|| format!("init_from: cannot load `{init}`"))?;
         tracing::info!("initialised weights from {init}");
     }
+    // DDP's start: rank 0's weights everywhere (they are the same already when every rank
+    // initialised from the seed and read the same files; this makes sure of it).
+    model = collective::broadcast_model(coll, model, bucket)?;
 
     let tb_dir = exp
         .logging
         .tensorboard
         .then(|| PathBuf::from(&s.derived.logging_dir));
-    let mut metrics = Metrics::open(
-        s.run_dir,
-        tb_dir.as_deref(),
-        exp.logging.jsonl,
-        resume.as_ref().map(|r| r.state.step),
-    )?;
-    let progress = Progress::new(s.live_bar, total_steps, step);
+    let mut metrics = if main {
+        Metrics::open(
+            s.run_dir,
+            tb_dir.as_deref(),
+            exp.logging.jsonl,
+            resume.as_ref().map(|r| r.state.step),
+        )?
+    } else {
+        Metrics::none()
+    };
+    let progress = Progress::new(s.live_bar && main, total_steps, step);
     let eval_batch = s.derived.eval_per_device_batch_size as usize;
     let log_every = u64::from(exp.train.log_every_steps);
     let clip_norm = exp.train.clip_grad_norm;
@@ -169,6 +211,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         let ctx = EvalContext {
             step,
             run_dir: s.run_dir,
+            shard: collective::Shard { coll, device },
         };
         let sets = job.evaluate(&model.valid(), device, eval_batch, &ctx)?;
         let epoch = step as f64 / steps_per_epoch as f64;
@@ -215,7 +258,9 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
             exp.loader.prefetch_factor as usize,
         );
         for group in &groups {
-            device.seed(step_seed(exp.seed, step));
+            coll.progress(step);
+            // Each rank its own dropout masks (rank 0's are the single-process ones).
+            device.seed(rank_step_seed(exp.seed, step, rank));
             let step_samples: usize = group.iter().map(Vec::len).sum();
             let mut accumulator = GradientsAccumulator::<J::Model>::new();
             let mut loss_value = 0.0f64;
@@ -239,6 +284,10 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
             }
             drop(compute);
             let grads = accumulator.grads();
+            // Every rank now holds the mean over all ranks, so all take the same decisions below.
+            let (grads, mean_loss) =
+                collective::average_gradients(coll, &model, grads, loss_value, device, bucket)?;
+            loss_value = mean_loss;
             let (grads, grad_norm) = clip::clip_global_norm(&model, grads, clip_norm);
             let verdict = if loss_value.is_finite() {
                 precision.after_backward(grad_norm, step + 1)?
@@ -277,6 +326,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
                 model = optim.step(lr, model, grads);
             }
             step += 1;
+            let step_samples = step_samples * world;
             samples += step_samples as u64;
             interval.add(loss_value, grad_norm, step_samples);
             let sps = interval.samples_per_s();
@@ -310,9 +360,19 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
             if due(exp.checkpoint.strategy, exp.checkpoint.every_steps) {
                 let seconds = seconds_before + segment_start.elapsed().as_secs_f64();
                 let state = at.state(step, samples, lr, seconds, precision.loss_scale());
-                let dir =
-                    checkpoint::save(s.run_dir, &model, &optim, &state, exp.checkpoint.keep_last)?;
-                progress.suspend(|| tracing::info!("checkpoint {}", dir.display()));
+                let dir = if main {
+                    let dir = checkpoint::save(
+                        s.run_dir,
+                        &model,
+                        &optim,
+                        &state,
+                        exp.checkpoint.keep_last,
+                    )?;
+                    progress.suspend(|| tracing::info!("checkpoint {}", dir.display()));
+                    dir
+                } else {
+                    checkpoint::dir_of(s.run_dir, step)
+                };
                 last_checkpoint = Some((step, dir));
             }
         }
@@ -327,11 +387,17 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         && last_checkpoint.as_ref().is_none_or(|(s, _)| *s != step)
     {
         let state = at.state(step, samples, lr, train_seconds, precision.loss_scale());
-        let dir = checkpoint::save(s.run_dir, &model, &optim, &state, exp.checkpoint.keep_last)?;
+        let dir = if main {
+            checkpoint::save(s.run_dir, &model, &optim, &state, exp.checkpoint.keep_last)?
+        } else {
+            checkpoint::dir_of(s.run_dir, step)
+        };
         last_checkpoint = Some((step, dir));
     }
     let weights = s.run_dir.join(FINAL_WEIGHTS);
-    checkpoint::save_model_weights(&model, &weights)?;
+    if main {
+        checkpoint::save_model_weights(&model, &weights)?;
+    }
     progress.finish();
 
     let mut eval = Map::new();
@@ -363,10 +429,12 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         resumed_from: resume.map(|r| r.dir.display().to_string()),
         loss_scale: precision.loss_scale(),
     };
-    write_atomic(
-        &s.run_dir.join(SUMMARY_FILE),
-        &serde_json::to_vec_pretty(&summary)?,
-    )?;
+    if main {
+        write_atomic(
+            &s.run_dir.join(SUMMARY_FILE),
+            &serde_json::to_vec_pretty(&summary)?,
+        )?;
+    }
     Ok(summary)
 }
 
@@ -444,8 +512,8 @@ fn schedule(
     })
 }
 
-/// The checkpoint `resume` points at, if any.
-fn find_resume(exp: &Experiment, run_dir: &Path, job: &str) -> Result<Option<checkpoint::Loaded>> {
+/// The checkpoint directory `resume` points at, if any.
+fn find_resume(exp: &Experiment, run_dir: &Path) -> Result<Option<PathBuf>> {
     let Some(resume) = &exp.resume else {
         return Ok(None);
     };
@@ -472,7 +540,7 @@ fn find_resume(exp: &Experiment, run_dir: &Path, job: &str) -> Result<Option<che
             p
         }
     };
-    checkpoint::read(&dir, job).map(Some)
+    Ok(Some(dir))
 }
 
 /// Running means between two log lines.

@@ -75,6 +75,55 @@ pub fn held_out(run: &Path, metric: &str) -> Vec<(u64, f64)> {
         .collect()
 }
 
+/// A safetensors file of fp32 weights, by tensor name.
+pub type Weights = std::collections::HashMap<String, Vec<f32>>;
+
+pub fn weights(path: &Path) -> Weights {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(
+                view.dtype(),
+                safetensors::Dtype::F32,
+                "{name}: fp32 weights"
+            );
+            let v = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, v)
+        })
+        .collect()
+}
+
+/// The largest absolute difference between two sets of the same tensors, and where.
+pub fn largest_difference(a: &Weights, b: &Weights) -> (f32, String) {
+    assert_eq!(a.len(), b.len(), "the same tensors");
+    let mut worst = (0.0f32, String::new());
+    for (name, x) in a {
+        let y = &b[name];
+        assert_eq!(x.len(), y.len(), "{name}");
+        for (p, q) in x.iter().zip(y) {
+            if (p - q).abs() > worst.0 {
+                worst = ((p - q).abs(), name.clone());
+            }
+        }
+    }
+    worst
+}
+
+/// A free TCP port on localhost (for a run's rendezvous, a daemon under test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();

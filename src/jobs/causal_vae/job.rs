@@ -305,12 +305,20 @@ impl Job for CausalVaeJob {
     ) -> Result<Vec<EvalSet>> {
         let len = self.clip_len();
         let n = self.eval_pixels.len() / len;
+        let part = ctx.shard.part(n);
         let (mut rec_sum, mut kl_sum) = (0.0f64, 0.0f64);
-        let mut psnrs = Vec::with_capacity(n);
+        let mut psnrs = Vec::with_capacity(part.len());
         let mut previews: Vec<Vec<f32>> = Vec::new();
-        let mut start = 0;
-        while start < n {
-            let end = (start + batch_size.max(1)).min(n);
+        // The clips the preview shows are the set's first: rank 0's part holds them, and rank 0
+        // reconstructs any beyond its part once more for the preview alone.
+        let preview_clips = if ctx.shard.writes_files() {
+            self.preview_clips.min(n)
+        } else {
+            0
+        };
+        let mut start = part.start;
+        while start < part.end {
+            let end = (start + batch_size.max(1)).min(part.end);
             let input = &self.eval_pixels[start * len..end * len];
             let x = self.clips(input.to_vec(), end - start, device);
             // The posterior mean: evaluations compare like with like, free of sampling noise.
@@ -328,12 +336,26 @@ impl Job for CausalVaeJob {
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             psnrs.extend(psnr(input, &recon, len));
             for clip in recon.chunks(len) {
-                if previews.len() < self.preview_clips {
+                if previews.len() < preview_clips {
                     previews.push(clip.to_vec());
                 }
             }
             start = end;
         }
+        while previews.len() < preview_clips {
+            let i = previews.len();
+            let x = self.clips(self.eval_pixels[i * len..(i + 1) * len].to_vec(), 1, device);
+            let recon = model.decode(model.encode(x).mean);
+            previews.push(
+                recon
+                    .into_data()
+                    .try_to_vec()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            );
+        }
+        let mut sums = [psnrs.iter().sum::<f64>(), rec_sum, kl_sum];
+        ctx.shard.sum(&mut sums)?;
+        let [psnr_sum, rec_sum, kl_sum] = sums;
         if !previews.is_empty() {
             let dir = ctx.run_dir.join("samples");
             std::fs::create_dir_all(&dir)
@@ -356,7 +378,7 @@ impl Job for CausalVaeJob {
         Ok(vec![EvalSet {
             name: "held_out".into(),
             metrics: vec![
-                ("psnr".into(), psnrs.iter().sum::<f64>() / n as f64),
+                ("psnr".into(), psnr_sum / n as f64),
                 (name.into(), rec_sum / n as f64),
                 ("kl".into(), kl_sum / n as f64),
             ],

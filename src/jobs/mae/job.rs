@@ -290,17 +290,21 @@ impl Job for MaeJob {
         ctx: &EvalContext<'_>,
     ) -> Result<Vec<EvalSet>> {
         let n = self.eval_masks.len();
+        let part = ctx.shard.part(n);
         let mut loss_sum = 0.0f64;
-        let mut start = 0;
-        while start < n {
-            let end = (start + batch_size.max(1)).min(n);
+        let mut start = part.start;
+        while start < part.end {
+            let end = (start + batch_size.max(1)).min(part.end);
             let input = self.eval_input(start..end, device);
             let pred = model.forward(&input);
             let loss: f32 = model.loss(input.images, pred, input.hidden).into_scalar();
             loss_sum += f64::from(loss) * (end - start) as f64;
             start = end;
         }
-        if self.grid_images > 0 {
+        let mut sums = [loss_sum];
+        ctx.shard.sum(&mut sums)?;
+        let loss_sum = sums[0];
+        if self.grid_images > 0 && ctx.shard.writes_files() {
             let dir = ctx.run_dir.join("samples");
             std::fs::create_dir_all(&dir)
                 .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;

@@ -256,16 +256,16 @@ impl Job for TextJob {
         model: &BertClassifier,
         device: &Device,
         batch_size: usize,
-        _ctx: &EvalContext<'_>,
+        ctx: &EvalContext<'_>,
     ) -> Result<Vec<EvalSet>> {
         let mut out = Vec::new();
         for set in &self.valid {
-            let mut predictions = Vec::with_capacity(set.labels.len());
+            let part = ctx.shard.part(set.labels.len());
+            let mut confusion = Confusion::new(self.shape.num_labels);
             let mut loss_sum = 0.0f64;
-            for (chunk, labels) in set
-                .encoded
+            for (chunk, labels) in set.encoded[part.clone()]
                 .chunks(batch_size)
-                .zip(set.labels.chunks(batch_size))
+                .zip(set.labels[part.clone()].chunks(batch_size))
             {
                 let refs: Vec<&Encoded> = chunk.iter().collect();
                 let batch = self.batch(&refs, labels);
@@ -277,18 +277,22 @@ impl Job for TextJob {
                     .convert::<i64>()
                     .try_into_vec::<i64>()
                     .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                predictions.extend(argmax.into_iter().map(|p| p as usize));
+                for (p, &g) in argmax.into_iter().zip(labels) {
+                    confusion.add(p as usize, g);
+                }
             }
+            // The ranks' parts meet as sums: the loss and the confusion counts.
+            let mut sums = vec![loss_sum];
+            sums.extend(confusion.counts.iter().map(|&c| c as f64));
+            ctx.shard.sum(&mut sums)?;
+            let confusion = Confusion::from_counts(self.shape.num_labels, &sums[1..]);
             let n = set.labels.len().max(1) as f64;
             out.push(EvalSet {
                 name: set.name.clone(),
                 metrics: vec![
-                    ("loss".into(), loss_sum / n),
-                    ("accuracy".into(), accuracy(&predictions, &set.labels)),
-                    (
-                        "macro_f1".into(),
-                        macro_f1(&predictions, &set.labels, self.shape.num_labels),
-                    ),
+                    ("loss".into(), sums[0] / n),
+                    ("accuracy".into(), confusion.accuracy()),
+                    ("macro_f1".into(), confusion.macro_f1()),
                 ],
             });
         }
@@ -306,41 +310,72 @@ fn cross_entropy(logits: Tensor<2>, batch: &TextBatch, device: &Device) -> Tenso
         .forward(logits.cast(FloatDType::F32), targets)
 }
 
-pub fn accuracy(pred: &[usize], gold: &[usize]) -> f64 {
-    if gold.is_empty() {
-        return 0.0;
-    }
-    pred.iter().zip(gold).filter(|(p, g)| p == g).count() as f64 / gold.len() as f64
+/// Counts of (gold, predicted) label pairs: what accuracy and macro-F1 are made of, and what
+/// the ranks of a data-parallel evaluation add up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confusion {
+    classes: usize,
+    /// `counts[gold * classes + pred]`.
+    counts: Vec<u64>,
 }
 
-/// Mean F1 over the classes that occur among the gold labels or the predictions
-/// (scikit-learn's `f1_score(average="macro")`).
-pub fn macro_f1(pred: &[usize], gold: &[usize], classes: usize) -> f64 {
-    let mut tp = vec![0usize; classes];
-    let mut fp = vec![0usize; classes];
-    let mut fn_ = vec![0usize; classes];
-    for (&p, &g) in pred.iter().zip(gold) {
-        if p == g {
-            tp[p] += 1;
+impl Confusion {
+    pub fn new(classes: usize) -> Confusion {
+        Confusion {
+            classes,
+            counts: vec![0; classes * classes],
+        }
+    }
+
+    /// From counts summed as f64 (exact below 2^53).
+    fn from_counts(classes: usize, counts: &[f64]) -> Confusion {
+        Confusion {
+            classes,
+            counts: counts.iter().map(|&c| c.round() as u64).collect(),
+        }
+    }
+
+    pub fn add(&mut self, pred: usize, gold: usize) {
+        self.counts[gold * self.classes + pred] += 1;
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        let total = self.total();
+        if total == 0 {
+            return 0.0;
+        }
+        let right: u64 = (0..self.classes)
+            .map(|c| self.counts[c * self.classes + c])
+            .sum();
+        right as f64 / total as f64
+    }
+
+    /// Mean F1 over the classes that occur among the gold labels or the predictions
+    /// (scikit-learn's `f1_score(average="macro")`).
+    pub fn macro_f1(&self) -> f64 {
+        let k = self.classes;
+        let mut sum = 0.0;
+        let mut present = 0;
+        for c in 0..k {
+            let tp = self.counts[c * k + c];
+            let gold: u64 = (0..k).map(|p| self.counts[c * k + p]).sum();
+            let pred: u64 = (0..k).map(|g| self.counts[g * k + c]).sum();
+            let (fn_, fp) = (gold - tp, pred - tp);
+            if tp + fp + fn_ == 0 {
+                continue;
+            }
+            present += 1;
+            sum += 2.0 * tp as f64 / (2 * tp + fp + fn_) as f64;
+        }
+        if present == 0 {
+            0.0
         } else {
-            fp[p] += 1;
-            fn_[g] += 1;
+            sum / present as f64
         }
-    }
-    let mut sum = 0.0;
-    let mut present = 0;
-    for c in 0..classes {
-        if tp[c] + fp[c] + fn_[c] == 0 {
-            continue;
-        }
-        present += 1;
-        let denom = 2 * tp[c] + fp[c] + fn_[c];
-        sum += 2.0 * tp[c] as f64 / denom as f64;
-    }
-    if present == 0 {
-        0.0
-    } else {
-        sum / present as f64
     }
 }
 
@@ -356,15 +391,36 @@ fn majority_accuracy(labels: &[usize], classes: usize) -> f64 {
 mod tests {
     use super::*;
 
+    fn confusion(pred: &[usize], gold: &[usize], classes: usize) -> Confusion {
+        let mut c = Confusion::new(classes);
+        for (&p, &g) in pred.iter().zip(gold) {
+            c.add(p, g);
+        }
+        c
+    }
+
     #[test]
     fn macro_f1_matches_scikit_learn() {
         // sklearn.metrics.f1_score([0,1,2,0,1,2], [0,2,1,0,0,1], average="macro") = 0.26666…
         let gold = [0, 1, 2, 0, 1, 2];
         let pred = [0, 2, 1, 0, 0, 1];
-        assert!((macro_f1(&pred, &gold, 3) - 0.266_666_666_7).abs() < 1e-9);
-        assert_eq!(macro_f1(&gold, &gold, 3), 1.0);
+        let c = confusion(&pred, &gold, 3);
+        assert!((c.macro_f1() - 0.266_666_666_7).abs() < 1e-9);
+        assert_eq!(confusion(&gold, &gold, 3).macro_f1(), 1.0);
         // A class absent from both is left out, not counted as 0.
-        assert_eq!(macro_f1(&[0, 1], &[0, 1], 3), 1.0);
-        assert_eq!(accuracy(&pred, &gold), 2.0 / 6.0);
+        assert_eq!(confusion(&[0, 1], &[0, 1], 3).macro_f1(), 1.0);
+        assert_eq!(c.accuracy(), 2.0 / 6.0);
+        // Two ranks' halves, summed, are the whole.
+        let (a, b) = (
+            confusion(&pred[..4], &gold[..4], 3),
+            confusion(&pred[4..], &gold[4..], 3),
+        );
+        let summed: Vec<f64> = a
+            .counts
+            .iter()
+            .zip(&b.counts)
+            .map(|(x, y)| (x + y) as f64)
+            .collect();
+        assert_eq!(Confusion::from_counts(3, &summed), c);
     }
 }
