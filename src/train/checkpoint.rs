@@ -93,7 +93,7 @@ pub fn list(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
-/// Removes temporary directories left by a checkpoint write that was killed.
+/// Removes temporary directories left by a checkpoint write or deletion that was killed.
 pub fn remove_partial(run_dir: &Path) -> Result<()> {
     let root = run_dir.join(DIR);
     let Ok(entries) = fs::read_dir(&root) else {
@@ -149,7 +149,7 @@ pub fn save<M: Module>(
     })?;
     if target.exists() {
         // Same step written again (a resumed run re-saving): replace it.
-        fs::remove_dir_all(&target)?;
+        discard(&root, &target)?;
     }
     fs::rename(&tmp, &target)
         .with_context(|| format!("cannot move the checkpoint into `{}`", target.display()))?;
@@ -158,11 +158,28 @@ pub fn save<M: Module>(
         let all = list(run_dir)?;
         let excess = all.len().saturating_sub(keep_last as usize);
         for (_, old) in &all[..excess] {
-            fs::remove_dir_all(old)
+            discard(&root, old)
                 .with_context(|| format!("cannot delete old checkpoint `{}`", old.display()))?;
         }
     }
     Ok(target)
+}
+
+/// Deletes a checkpoint directory so that a kill at any moment leaves it whole or gone: it is
+/// first renamed out of the `step-N` namespace (atomic), then removed; a removal cut short
+/// leaves a temporary directory that `remove_partial` clears at the next start.
+fn discard(root: &Path, dir: &Path) -> Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let doomed = root.join(format!("{TMP_PREFIX}old-{name}"));
+    if doomed.exists() {
+        fs::remove_dir_all(&doomed)?;
+    }
+    fs::rename(dir, &doomed)?;
+    fs::remove_dir_all(&doomed)?;
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) {
