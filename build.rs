@@ -113,9 +113,12 @@ fn c10d_shim(lib: &Path) {
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     let build = |defines: &[&str]| {
         let mut b = cc::Build::new();
+        // Glue around libtorch calls: nothing to optimise, and libtorch's headers are heavy,
+        // so compile it quickly and without debug info.
         b.cpp(true)
             .std("c++17")
-            .opt_level(2)
+            .opt_level(1)
+            .debug(false)
             .include(&include)
             .include(include.join("torch/csrc/api/include"))
             .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
