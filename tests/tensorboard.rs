@@ -40,7 +40,7 @@ for tag in sorted(acc.Tags()["scalars"]):
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "the TensorBoard reader failed (install it with `python3 -m pip install tensorboard==2.21.0`):\n{stderr}"
+        "the TensorBoard reader failed (install it into the python3 on PATH: `python3 -m pip install tensorboard==2.21.0`; `just setup-test` puts it in .venv-tch):\n{stderr}"
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();

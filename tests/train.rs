@@ -137,7 +137,7 @@ for tag in sorted(acc.Tags()["scalars"]):
         .expect("python3 runs");
     assert!(
         tb.status.success(),
-        "TensorBoard's reader failed (python3 -m pip install tensorboard==2.21.0):\n{}",
+        "TensorBoard's reader failed (install it into the python3 on PATH: `python3 -m pip install tensorboard==2.21.0`; `just setup-test` puts it in .venv-tch):\n{}",
         String::from_utf8_lossy(&tb.stderr)
     );
     let tb = String::from_utf8(tb.stdout).unwrap();
