@@ -11,13 +11,20 @@ pub fn check(hw: &HardwareConfig) -> Result<(), DeviceProblem> {
     resolve(hw).map(|_| ())
 }
 
-/// What `run` says when the configuration asks for libtorch and this binary has none.
-#[cfg(not(feature = "tch"))]
-pub const NO_TCH: &str = "this runner binary was built without the libtorch (`tch`) backend";
-#[cfg(not(feature = "tch"))]
-const NO_TCH_HELP: &str = "build one with `just setup-tch && just build-tch` (cargo build \
-    --release --features tch, libtorch from the torch 2.9.0 wheel; see the README's GPU \
-    section), or use hardware.backend: flex (e.g. --profile cpu)";
+/// What `run` and `validate --strict` say when the configuration asks for libtorch and this
+/// binary has none. Defined in every build so that its test also runs in the libtorch build,
+/// the one CI tests in (the default build is only type-checked there).
+#[cfg_attr(feature = "tch", allow(dead_code))]
+fn no_tch() -> DeviceProblem {
+    DeviceProblem {
+        key: "hardware.backend",
+        message: "this runner binary was built without the libtorch (`tch`) backend".into(),
+        help: "build one with `just setup-tch && just build-tch` (cargo build --release \
+            --features tch, libtorch from the torch 2.9.0 wheel; see the README's GPU section), \
+            or use hardware.backend: flex (e.g. --profile cpu)"
+            .into(),
+    }
+}
 
 /// The device training runs on (with autodiff), or why this binary or machine cannot
 /// provide it. A data-parallel rank on `cuda` takes the GPU of its `local_rank` (as torchrun's
@@ -56,7 +63,7 @@ fn resolve(hw: &HardwareConfig) -> Result<Device, DeviceProblem> {
             .map(|d| d.autodiff())
             .map_err(|(message, help)| problem("hardware.device", message, help)),
         #[cfg(not(feature = "tch"))]
-        (Backend::Tch, _) => Err(problem("hardware.backend", NO_TCH.into(), NO_TCH_HELP)),
+        (Backend::Tch, _) => Err(no_tch()),
     }?;
     #[cfg(feature = "tch")]
     if hw.nnodes * hw.nproc_per_node > 1 {
@@ -275,6 +282,19 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_build_without_libtorch_names_the_feature_and_the_recipe() {
+        let problem = no_tch();
+        assert_eq!(problem.key, "hardware.backend");
+        assert!(
+            problem
+                .message
+                .contains("without the libtorch (`tch`) backend")
+        );
+        assert!(problem.help.contains("just setup-tch && just build-tch"));
+        assert!(problem.help.contains("hardware.backend: flex"));
+    }
+
     #[cfg(not(feature = "tch"))]
     #[test]
     fn backends_this_build_lacks_are_explained() {
@@ -283,14 +303,7 @@ mod tests {
             device: crate::config::types::Device::Cuda(None),
             ..HardwareConfig::default()
         };
-        let problem = check(&hw).unwrap_err();
-        assert_eq!(problem.key, "hardware.backend");
-        assert!(
-            problem
-                .message
-                .contains("without the libtorch (`tch`) backend")
-        );
-        assert!(problem.help.contains("just setup-tch && just build-tch"));
+        assert_eq!(check(&hw).unwrap_err(), no_tch());
     }
 
     #[cfg(feature = "tch")]
