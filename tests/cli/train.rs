@@ -2,13 +2,11 @@
 //! (`experiments/mnli-tiny.yaml`): learning, the run directory, determinism, gradient
 //! accumulation, kill-and-resume, checkpoints under kills, non-finite losses, bad inputs.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value as Json;
 
 /// `runner run experiments/mnli-tiny.yaml --output-dir OUT` plus `overrides`.

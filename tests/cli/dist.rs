@@ -1,16 +1,13 @@
 //! Data-parallel training over libtorch's c10d (`--features tch`; Gloo on this CPU): two ranks
 //! train like one process with twice the batch, resume from the same checkpoint, and a rank
 //! that is killed stops the other within a minute with an error naming it. Without the
-//! feature this file is empty.
-#![cfg(feature = "tch")]
-
-mod common;
+//! feature the module is left out.
 
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The tests here start several processes each (and two of them time how fast a failure
 /// spreads): one at a time, so they do not starve each other's ranks of the two cores.

@@ -12,8 +12,6 @@
 //! h = model(**enc).last_hidden_state[0]   # [16, 384]
 //! ```
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -147,7 +145,7 @@ fn runner_run_fine_tunes_from_a_pretrained_directory() {
     let tmp = tempfile::tempdir().unwrap();
     extract(&model_zip(), tmp.path());
     let run = tmp.path().join("run");
-    let out = common::runner()
+    let out = crate::common::runner()
         .args([
             "run",
             "experiments/mnli-tiny.yaml",

@@ -3,15 +3,12 @@
 //! socket, ports, state and spool), a tiny experiment trained through sbatch and srun with two
 //! tasks, and the run directory checked. Needs root (slurmd starts jobs as their user) and the
 //! packages, which `.ci/run` installs. Part of the `tch` tests: the tasks train data-parallel.
-#![cfg(feature = "tch")]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn which(program: &str) -> Option<PathBuf> {
     [

@@ -4,7 +4,7 @@
 //! `--explain`) and its YAML print resolves back to the same configuration.
 //!
 //! CI runs proptest's default case count; the million-input run is
-//! `PROPTEST_CASES=1000000 cargo test --release --test fuzz_config` (`just fuzz`).
+//! `PROPTEST_CASES=1000000 cargo test --release --test cli fuzz_config` (`just fuzz`).
 
 use std::path::PathBuf;
 use std::sync::LazyLock;

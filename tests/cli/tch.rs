@@ -1,14 +1,11 @@
 //! The libtorch backend (`--features tch`, libtorch from the torch 2.9.0 wheel): every job takes
 //! the same steps on libtorch's CPU as on the embedded flex backend, the tiny experiment trains
 //! on it, and a missing GPU is named before any work. CI runs these with
-//! `cargo test --locked --features tch --test tch`; without the feature this file is empty.
-#![cfg(feature = "tch")]
-
-mod common;
+//! `cargo test --locked --features tch --test cli tch::`; without the feature the module is left out.
 
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// Two steps of `exp` on `backend` (no warmup, so the first update is a full one; every step
 /// logged; no evaluation or checkpoints): the logged losses and the final weights.

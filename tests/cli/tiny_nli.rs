@@ -5,7 +5,7 @@
 //! that never occur in training, as MNLI's mismatched genres do.
 //!
 //! The committed files must equal the generator's output (this test); to change the set,
-//! edit the generator and run `UPDATE_TINY_NLI=1 cargo test --test tiny_nli`.
+//! edit the generator and run `UPDATE_TINY_NLI=1 cargo test --test cli tiny_nli`.
 
 use std::path::PathBuf;
 
@@ -172,7 +172,7 @@ fn committed_set_equals_the_generator_output() {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == text,
-            "{} is stale or missing: run UPDATE_TINY_NLI=1 cargo test --test tiny_nli",
+            "{} is stale or missing: run UPDATE_TINY_NLI=1 cargo test --test cli tiny_nli",
             path.display()
         );
     }

@@ -1,7 +1,6 @@
 //! The commands end to end: schema, show round trips, run directories, init, profiles.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn committed_schemas_are_up_to_date() {

@@ -1,0 +1,25 @@
+//! The integration tests: the real `runner` binary end to end, one module per area, in one
+//! test binary (as ripgrep and ruff lay theirs out), so the burn stack is linked once.
+//! Filter by module: `cargo test --test cli train::`, `cargo test --test cli fuzz_config`.
+
+mod common;
+
+mod causal_vae;
+mod commands;
+mod errors;
+mod fuzz_config;
+mod layers;
+mod mae;
+mod pretrained_minilm;
+mod seeds;
+mod tensorboard;
+mod tiny_nli;
+mod train;
+
+// The libtorch backend: parity with flex, data-parallel training over Gloo, Slurm.
+#[cfg(feature = "tch")]
+mod dist;
+#[cfg(feature = "tch")]
+mod slurm;
+#[cfg(feature = "tch")]
+mod tch;
