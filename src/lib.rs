@@ -9,6 +9,10 @@
 pub mod cli;
 pub mod config;
 pub mod dist;
+pub mod durable;
+pub mod error;
+pub mod host;
 pub mod jobs;
+pub mod run;
 pub mod rundir;
 pub mod train;

@@ -2,35 +2,60 @@
 //!
 //! `config.resolved.yaml` (feed it back to `runner run` to repeat the run), `provenance.yaml`
 //! (the `show --explain` view: who set each value), and `meta.json` (runner version, git
-//! state of the experiment's repository, command line, host, backend, start time).
-//! Files are written atomically (temporary file, fsync, rename).
+//! state of the experiment's repository, command line, host, backend, start time, and how the
+//! run stands). Every file is written durably (`crate::durable`).
+//!
+//! A running run's `meta.json` names its process (pid and start time, host) and carries a
+//! heartbeat, renewed every [`HEARTBEAT`]: a run killed outright (SIGKILL, a lost machine)
+//! cannot say so itself, so whatever reads the record judges it with [`Meta::status_now`] —
+//! `running` only while that process lives (same host) or the heartbeat is fresh (another
+//! host), `interrupted` otherwise. A live run's directory is never taken over.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Resolved;
 use crate::config::render::{Format, render};
+use crate::{durable, host};
 
 pub const RESOLVED_CONFIG: &str = "config.resolved.yaml";
 pub const PROVENANCE: &str = "provenance.yaml";
 pub const META: &str = "meta.json";
 
+/// How often a running run renews its heartbeat in `meta.json`.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+/// A heartbeat older than this, from another host, means the run is gone.
+pub const STALE: Duration = Duration::from_secs(60);
+
 /// Lifecycle of a run directory, recorded in `meta.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Status {
     /// Written by `runner run --dry-run`: configuration only, no training happened.
     Prepared,
-    /// Training started (and is still going, or the process was killed).
+    /// Training is going on (see [`Meta::status_now`] for a record whose process died).
     Running,
     /// Training finished; `summary.json` says how it went.
     Completed,
     /// Training stopped on an error, recorded in `error`.
     Failed,
+    /// Stopped by a signal at a step boundary (`signal`), or killed outright; `resume=auto`
+    /// continues from the last checkpoint.
+    Interrupted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,15 +79,103 @@ pub struct Meta {
     pub start_time: String,
     /// `null` when the experiment file is not inside a git work tree.
     pub git: Option<GitState>,
-    /// When training completed or failed.
+    /// The process that trains (rank 0's), and when it started (clock ticks since boot, to
+    /// tell it from a later process with the same pid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+    /// Renewed every [`HEARTBEAT`] while the run is going.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<String>,
+    /// When training completed, failed or was interrupted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<String>,
     /// Why training failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The signal that interrupted training (`SIGINT`, `SIGTERM`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }
 
-/// Why a run directory cannot be used.
+impl Meta {
+    /// The status as it stands now: a `running` record whose process is gone (same host) or
+    /// whose heartbeat is stale (another host) reads as interrupted.
+    pub fn status_now(&self) -> Status {
+        if self.status == Status::Running && !self.is_live() {
+            Status::Interrupted
+        } else {
+            self.status
+        }
+    }
+
+    /// Whether the process this record names is still training.
+    pub fn is_live(&self) -> bool {
+        if self.status != Status::Running {
+            return false;
+        }
+        if self.hostname == host::hostname()
+            && let Some(pid) = self.pid
+        {
+            return host::is_alive(pid, self.pid_start);
+        }
+        self.heartbeat
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| {
+                let age = chrono::Utc::now().signed_duration_since(t);
+                age.to_std().is_ok_and(|a| a < STALE) || age < chrono::TimeDelta::zero()
+            })
+    }
+
+    /// Where this record says the process is, for messages.
+    pub fn whereabouts(&self) -> String {
+        let pid = self.pid.map(|p| format!("pid {p} on ")).unwrap_or_default();
+        let beat = self
+            .heartbeat
+            .as_deref()
+            .map(|t| format!(", heartbeat {t}"))
+            .unwrap_or_default();
+        format!("{pid}{}{beat}", self.hostname)
+    }
+}
+
+/// What a directory holds before a run uses it.
+#[derive(Debug, Clone)]
+pub enum Existing {
+    /// Nothing (or no readable `meta.json`).
+    Nothing,
+    /// A `--dry-run`'s configuration.
+    Prepared,
+    /// A run whose process is still training.
+    Live(Meta),
+    /// A run that completed.
+    Completed(Meta),
+    /// A run that failed or was interrupted (or whose process died).
+    Ended(Meta),
+}
+
+/// What `dir` holds.
+pub fn inspect(dir: &Path) -> Existing {
+    let Some(meta) = read_meta(dir) else {
+        return Existing::Nothing;
+    };
+    match meta.status_now() {
+        Status::Prepared => Existing::Prepared,
+        Status::Running => Existing::Live(meta),
+        Status::Completed => Existing::Completed(meta),
+        Status::Failed | Status::Interrupted => Existing::Ended(meta),
+    }
+}
+
+/// `dir`'s `meta.json`, if it has a readable one.
+pub fn read_meta(dir: &Path) -> Option<Meta> {
+    let text = std::fs::read_to_string(dir.join(META)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Why a run directory cannot be used (a configuration problem: exit 2).
 #[derive(Debug)]
 pub struct Refusal(pub String);
 
@@ -72,6 +185,16 @@ impl std::fmt::Display for Refusal {
     }
 }
 impl std::error::Error for Refusal {}
+
+/// The refusal for a directory a live run trains in.
+pub fn live_refusal(dir: &Path, meta: &Meta) -> Refusal {
+    Refusal(format!(
+        "`{}` is being trained right now ({}); runner never takes over a live run. Wait for it \
+         or stop it, or choose another directory (`--output-dir`)",
+        dir.display(),
+        meta.whereabouts()
+    ))
+}
 
 /// The run directory of `resolved`, with `{timestamp}` filled in.
 pub fn run_dir_path(resolved: &Resolved, now: chrono::DateTime<chrono::Utc>) -> PathBuf {
@@ -84,33 +207,130 @@ pub fn run_dir_path(resolved: &Resolved, now: chrono::DateTime<chrono::Utc>) -> 
 }
 
 /// Refuses a directory that already holds a run (anything beyond a `--dry-run`), unless
-/// the configuration resumes.
+/// the configuration resumes it; a live run is refused either way.
 pub fn check_reusable(dir: &Path, resuming: bool) -> Result<(), Refusal> {
-    let meta = dir.join(META);
-    if resuming || !meta.exists() {
-        return Ok(());
+    match inspect(dir) {
+        Existing::Nothing | Existing::Prepared => Ok(()),
+        Existing::Live(meta) => Err(live_refusal(dir, &meta)),
+        Existing::Completed(_) | Existing::Ended(_) if resuming => Ok(()),
+        Existing::Completed(_) | Existing::Ended(_) => Err(Refusal(format!(
+            "`{}` already holds a run; refusing to overwrite it. Choose another directory \
+             (`--output-dir`, or `{{timestamp}}` in output_dir), or continue it with `--set \
+             resume=auto`",
+            dir.display()
+        ))),
     }
-    let status = std::fs::read_to_string(&meta)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Meta>(&t).ok())
-        .map(|m| m.status);
-    if status == Some(Status::Prepared) {
-        return Ok(());
-    }
-    Err(Refusal(format!(
-        "`{}` already holds a run; refusing to overwrite it. Choose another directory \
-         (`--output-dir`, or `{{timestamp}}` in output_dir), or continue it with `--set resume=auto`",
-        dir.display()
-    )))
 }
 
-/// Creates the run directory and writes the configuration files.
+/// A run directory's `meta.json`, shared by whatever updates it (the heartbeat, the end of
+/// training, the data-parallel watchdog); every update is one durable write.
+pub struct Record {
+    dir: PathBuf,
+    meta: Mutex<Meta>,
+}
+
+impl Record {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn meta(&self) -> Meta {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Meta> {
+        self.meta.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the record and writes it.
+    pub fn update(&self, change: impl FnOnce(&mut Meta)) -> Result<()> {
+        let mut meta = self.lock();
+        change(&mut meta);
+        write_meta(&self.dir, &meta)
+    }
+
+    /// Renews the heartbeat every [`HEARTBEAT`] on a thread of its own, until the returned
+    /// guard is dropped.
+    pub fn keep_alive(self: &Arc<Self>) -> Heartbeat {
+        let (tx, rx) = channel::<()>();
+        let record = self.clone();
+        let handle = std::thread::Builder::new()
+            .name("runner-heartbeat".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(HEARTBEAT) {
+                    if let Err(e) = record.update(|m| m.heartbeat = Some(now_text())) {
+                        tracing::warn!("cannot renew the heartbeat in meta.json: {e:#}");
+                    }
+                }
+            })
+            .ok();
+        Heartbeat {
+            stop: Some(tx),
+            handle,
+        }
+    }
+
+    /// Records how training ended: completed, failed (with the error) or interrupted (by the
+    /// named signal).
+    pub fn finish(&self, end: End) -> Result<()> {
+        self.update(|m| {
+            m.end_time = Some(now_text());
+            m.heartbeat = None;
+            match end {
+                End::Completed => m.status = Status::Completed,
+                End::Failed(error) => {
+                    m.status = Status::Failed;
+                    m.error = Some(error);
+                }
+                End::Interrupted(signal) => {
+                    m.status = Status::Interrupted;
+                    m.signal = Some(signal);
+                }
+            }
+        })
+    }
+}
+
+/// How a run ended, for [`Record::finish`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum End {
+    Completed,
+    Failed(String),
+    Interrupted(String),
+}
+
+/// Stops the heartbeat thread when dropped.
+pub struct Heartbeat {
+    stop: Option<Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn write_meta(dir: &Path, meta: &Meta) -> Result<()> {
+    let json = serde_json::to_string_pretty(meta).expect("meta serializes") + "\n";
+    durable::write(&dir.join(META), json.as_bytes())
+}
+
+/// Creates the run directory and writes the configuration files and `meta.json` (with this
+/// process and a first heartbeat when `status` is running).
 pub fn prepare(
     resolved: &Resolved,
     dir: &Path,
     status: Status,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<Meta> {
+) -> Result<Arc<Record>> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the run directory `{}`", dir.display()))?;
     let mut config = String::from(
@@ -118,48 +338,42 @@ pub fn prepare(
          # repeats the run; `derived:` is recomputed and ignored on input.\n",
     );
     config.push_str(&render(resolved, Format::Yaml, false));
-    write_atomic(&dir.join(RESOLVED_CONFIG), config.as_bytes())?;
+    durable::write(&dir.join(RESOLVED_CONFIG), config.as_bytes())?;
     let mut provenance = String::from(
         "# Each resolved value and the layer that set it (`runner show --explain`).\n",
     );
     provenance.push_str(&render(resolved, Format::Yaml, true));
-    write_atomic(&dir.join(PROVENANCE), provenance.as_bytes())?;
+    durable::write(&dir.join(PROVENANCE), provenance.as_bytes())?;
 
     let exp_path = &resolved_experiment_path(resolved);
+    let running = status == Status::Running;
+    let pid = std::process::id();
     let meta = Meta {
         status,
         runner_version: env!("CARGO_PKG_VERSION").to_string(),
-        experiment_file: absolute(exp_path).display().to_string(),
+        experiment_file: host::absolute(exp_path).display().to_string(),
         profiles: resolved.profiles.clone(),
         command_line: std::env::args().collect(),
         working_dir: std::env::current_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
-        hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+        hostname: host::hostname(),
         backend: resolved.experiment.hardware.backend.as_str().to_string(),
         device: resolved.experiment.hardware.device.to_string(),
         start_time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         git: git_state(exp_path.parent().unwrap_or(Path::new("."))),
+        pid: running.then_some(pid),
+        pid_start: running.then(|| host::start_time(pid)).flatten(),
+        heartbeat: running.then(now_text),
         end_time: None,
         error: None,
+        signal: None,
     };
-    let json = serde_json::to_string_pretty(&meta).expect("meta serializes") + "\n";
-    write_atomic(&dir.join(META), json.as_bytes())?;
-    Ok(meta)
-}
-
-/// Records how training ended in `meta.json`.
-pub fn finish(dir: &Path, meta: &Meta, error: Option<String>) -> Result<()> {
-    let mut meta = meta.clone();
-    meta.status = if error.is_some() {
-        Status::Failed
-    } else {
-        Status::Completed
-    };
-    meta.end_time = Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    meta.error = error;
-    let json = serde_json::to_string_pretty(&meta).expect("meta serializes") + "\n";
-    write_atomic(&dir.join(META), json.as_bytes())
+    write_meta(dir, &meta)?;
+    Ok(Arc::new(Record {
+        dir: dir.to_path_buf(),
+        meta: Mutex::new(meta),
+    }))
 }
 
 fn resolved_experiment_path(resolved: &Resolved) -> PathBuf {
@@ -178,10 +392,6 @@ fn resolved_experiment_path(resolved: &Resolved) -> PathBuf {
             _ => None,
         })
         .unwrap_or_default()
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Git state of the repository containing `dir`, by asking the `git` binary (cheaper to
@@ -215,28 +425,74 @@ pub fn git_state(dir: &Path) -> Option<GitState> {
     })
 }
 
-/// Writes `bytes` to `path` so that readers see the old file or the new one, never half.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir, path)?;
-    let result = (|| -> std::io::Result<()> {
-        tmp.1.write_all(bytes)?;
-        tmp.1.sync_all()?;
-        std::fs::rename(&tmp.0, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp.0);
-    }
-    result.with_context(|| format!("cannot write `{}`", path.display()))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn tempfile_in(dir: &Path, target: &Path) -> Result<(PathBuf, std::fs::File)> {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let file = std::fs::File::create(&tmp)
-        .with_context(|| format!("cannot write in `{}`", dir.display()))?;
-    Ok((tmp, file))
+    fn meta(status: Status) -> Meta {
+        Meta {
+            status,
+            runner_version: "0".into(),
+            experiment_file: "e.yaml".into(),
+            profiles: vec![],
+            command_line: vec![],
+            working_dir: ".".into(),
+            hostname: host::hostname(),
+            backend: "flex".into(),
+            device: "cpu".into(),
+            start_time: now_text(),
+            git: None,
+            pid: None,
+            pid_start: None,
+            heartbeat: None,
+            end_time: None,
+            error: None,
+            signal: None,
+        }
+    }
+
+    #[test]
+    fn a_running_record_reads_as_interrupted_once_its_process_is_gone() {
+        let me = std::process::id();
+        let live = Meta {
+            pid: Some(me),
+            pid_start: host::start_time(me),
+            ..meta(Status::Running)
+        };
+        assert_eq!(live.status_now(), Status::Running);
+        let dead = Meta {
+            pid_start: live.pid_start.map(|t| t + 1),
+            ..live.clone()
+        };
+        assert_eq!(dead.status_now(), Status::Interrupted, "the pid was reused");
+        // Another host: the heartbeat decides.
+        let remote = |beat: chrono::DateTime<chrono::Utc>| Meta {
+            hostname: "elsewhere".into(),
+            pid: Some(1),
+            heartbeat: Some(beat.to_rfc3339()),
+            ..meta(Status::Running)
+        };
+        assert_eq!(remote(chrono::Utc::now()).status_now(), Status::Running);
+        let old = chrono::Utc::now() - chrono::TimeDelta::seconds(600);
+        assert_eq!(remote(old).status_now(), Status::Interrupted);
+        assert_eq!(meta(Status::Completed).status_now(), Status::Completed);
+    }
+
+    #[test]
+    fn a_live_run_is_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let live = Meta {
+            pid: Some(me),
+            pid_start: host::start_time(me),
+            ..meta(Status::Running)
+        };
+        write_meta(dir.path(), &live).unwrap();
+        let refusal = check_reusable(dir.path(), true).unwrap_err();
+        assert!(refusal.0.contains("being trained right now"), "{refusal}");
+        assert!(refusal.0.contains(&format!("pid {me}")), "{refusal}");
+        write_meta(dir.path(), &meta(Status::Interrupted)).unwrap();
+        assert!(check_reusable(dir.path(), true).is_ok());
+        assert!(check_reusable(dir.path(), false).is_err());
+    }
 }

@@ -7,9 +7,11 @@
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::capability;
 use super::diagnostic::Diagnostic;
 use super::layers::Layers;
 use super::types::*;
+use crate::error::Help;
 
 /// Computed values, printed under `derived:` by `runner show`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,6 +43,137 @@ pub struct Derived {
     pub model: Json,
 }
 
+/// The length of training once the training set has been read: what the trainer runs and
+/// what `runner show` cannot know (it has only what `max_steps` fixes, in [`Derived`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Steps {
+    /// Examples in the training set.
+    pub examples: u64,
+    /// Examples each data-parallel rank sees per epoch (the set padded, or cut with
+    /// `loader.drop_last`, to a multiple of the ranks, as PyTorch's `DistributedSampler`).
+    pub examples_per_rank: u64,
+    /// Micro-batches per epoch on each rank.
+    pub micro_batches_per_epoch: u64,
+    /// Optimizer steps per epoch (the last may have fewer micro-batches, as in HF's Trainer).
+    pub steps_per_epoch: u64,
+    /// Optimizer steps of the whole run: `max_steps`, else `epochs` × steps per epoch.
+    pub total_steps: u64,
+    /// Steps of linear warmup (fractional with `warmup_epochs`).
+    pub warmup_steps: f64,
+    /// The step a fresh run starts at (`train.start_epoch` × steps per epoch).
+    pub first_step: u64,
+}
+
+impl Derived {
+    /// [`Steps`] for a training set of `examples`; an error when that cannot train.
+    pub fn steps(&self, exp: &Experiment, examples: usize) -> Result<Steps, Help> {
+        let dp = u64::from(self.data_parallel_size.max(1));
+        let batch = u64::from(exp.train.per_device_batch_size.max(1));
+        if examples == 0 {
+            return Err(Help {
+                message: "the training set is empty".into(),
+                help: "check the data paths (`runner validate --strict` checks they exist)".into(),
+            });
+        }
+        let epoch = EpochShape::new(
+            examples,
+            batch as usize,
+            dp as usize,
+            self.grad_accum_steps.max(1) as usize,
+            exp.loader.drop_last,
+        );
+        let examples = examples as u64;
+        let examples_per_rank = epoch.examples_per_rank as u64;
+        let micro_batches_per_epoch = epoch.micro_batches as u64;
+        if micro_batches_per_epoch == 0 {
+            let per_rank = if dp > 1 {
+                format!(" ({examples_per_rank} per rank on {dp} ranks)")
+            } else {
+                String::new()
+            };
+            return Err(Help {
+                message: format!(
+                    "the training set has {examples} examples{per_rank}, fewer than one batch \
+                     of {batch} with `loader.drop_last: true`"
+                ),
+                help: "lower train.per_device_batch_size or set loader.drop_last: false".into(),
+            });
+        }
+        let steps_per_epoch = epoch.steps as u64;
+        let total_steps = exp
+            .train
+            .max_steps
+            .unwrap_or(u64::from(exp.train.epochs) * steps_per_epoch);
+        let warmup_steps =
+            warmup(&exp.scheduler, Some(total_steps), Some(steps_per_epoch)).unwrap_or(0.0);
+        if warmup_steps > 0.0 && warmup_steps >= total_steps as f64 {
+            return Err(Help {
+                message: format!(
+                    "warmup ({warmup_steps} steps) is not shorter than training ({total_steps} \
+                     steps, {steps_per_epoch} per epoch)"
+                ),
+                help: "shorten scheduler.warmup_* or train longer".into(),
+            });
+        }
+        Ok(Steps {
+            examples,
+            examples_per_rank,
+            micro_batches_per_epoch,
+            steps_per_epoch,
+            total_steps,
+            warmup_steps,
+            first_step: u64::from(exp.train.start_epoch) * steps_per_epoch,
+        })
+    }
+}
+
+/// How one epoch is cut: PyTorch's `DistributedSampler` pads the shuffled set to a multiple of
+/// the ranks (or, with `drop_last`, cuts it), each rank's share is cut into micro-batches (the
+/// last one short, or dropped with `drop_last`), and `accum` micro-batches make an optimizer
+/// step (the last step of an epoch may have fewer, as in HF's Trainer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochShape {
+    pub examples_per_rank: usize,
+    pub micro_batches: usize,
+    pub steps: usize,
+}
+
+impl EpochShape {
+    pub fn new(examples: usize, batch: usize, ranks: usize, accum: usize, drop_last: bool) -> Self {
+        let (batch, ranks, accum) = (batch.max(1), ranks.max(1), accum.max(1));
+        let examples_per_rank = if drop_last {
+            examples / ranks
+        } else {
+            examples.div_ceil(ranks)
+        };
+        let micro_batches = if drop_last {
+            examples_per_rank / batch
+        } else {
+            examples_per_rank.div_ceil(batch)
+        };
+        EpochShape {
+            examples_per_rank,
+            micro_batches,
+            steps: micro_batches.div_ceil(accum),
+        }
+    }
+}
+
+/// Warmup steps from whichever of `warmup_steps`, `warmup_ratio` (HF: ceil(ratio × total)) and
+/// `warmup_epochs` is set, when what it needs is known; 0 without warmup.
+fn warmup(
+    sched: &SchedulerConfig,
+    total: Option<u64>,
+    steps_per_epoch: Option<u64>,
+) -> Option<f64> {
+    match (sched.warmup_steps, sched.warmup_ratio, sched.warmup_epochs) {
+        (Some(w), ..) => Some(w as f64),
+        (None, Some(r), _) => total.map(|t| (r * t as f64).ceil()),
+        (None, None, Some(e)) => steps_per_epoch.map(|s| e * s as f64),
+        (None, None, None) => Some(0.0),
+    }
+}
+
 /// Computes [`Derived`] and reports every cross-key problem.
 pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
     let mut diags = Vec::new();
@@ -50,24 +183,8 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
     let hw = &exp.hardware;
     let train = &exp.train;
 
-    // --- process layout
-    let world_size = hw.nnodes.saturating_mul(hw.nproc_per_node);
-    if hw.tensor_parallel > 1 {
-        err(
-            "hardware.tensor_parallel",
-            "unsupported",
-            "tensor parallelism is not supported by runner's engine".into(),
-            "set hardware.tensor_parallel: 1 (runner trains data-parallel only)".into(),
-        );
-    }
-    if hw.pipeline_parallel > 1 {
-        err(
-            "hardware.pipeline_parallel",
-            "unsupported",
-            "pipeline parallelism is not supported by runner's engine".into(),
-            "set hardware.pipeline_parallel: 1 (runner trains data-parallel only)".into(),
-        );
-    }
+    // --- process layout (what the engine cannot do at all is `capability`'s)
+    let world_size = capability::world_size(hw);
     let model_parallel = hw
         .tensor_parallel
         .saturating_mul(hw.pipeline_parallel)
@@ -215,12 +332,8 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
             "keep one of warmup_steps, warmup_epochs and warmup_ratio".into(),
         );
     }
-    let warmup_steps = match (sched.warmup_steps, sched.warmup_ratio, sched.warmup_epochs) {
-        (Some(w), ..) => Some(w),
-        (None, Some(r), _) => total_steps.map(|t| (r * t as f64).ceil() as u64),
-        (None, None, Some(_)) => None,
-        (None, None, None) => Some(0),
-    };
+    // Without the data, only what max_steps fixes; warmup_epochs needs the epoch length.
+    let warmup_steps = warmup(sched, total_steps, None).map(|w| w as u64);
     if let (Some(w), Some(t)) = (warmup_steps, total_steps)
         && w >= t
         && w > 0
@@ -273,15 +386,9 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
     // --- job-specific sizes
     let model = job_checks(exp, layers, &mut diags);
 
-    // --- backend, device, precision
-    let dist_backend = (world_size > 1).then(|| {
-        hw.dist_backend.unwrap_or(if hw.device.is_cuda() {
-            DistBackend::Nccl
-        } else {
-            DistBackend::Gloo
-        })
-    });
-    hardware_checks(exp, layers, world_size, dist_backend, &mut diags);
+    // --- the process group, and settings that only apply to some precisions
+    let dist_backend = (world_size > 1).then(|| capability::default_dist_backend(hw));
+    precision_checks(exp, layers, &mut diags);
 
     // --- paths
     let output_dir = fill(&exp.output_dir, exp, None);
@@ -497,81 +604,10 @@ fn job_checks(exp: &Experiment, layers: &Layers, diags: &mut Vec<Diagnostic>) ->
     }
 }
 
-fn hardware_checks(
-    exp: &Experiment,
-    layers: &Layers,
-    world_size: u32,
-    dist: Option<DistBackend>,
-    diags: &mut Vec<Diagnostic>,
-) {
-    let hw = &exp.hardware;
-    let mut errors = Vec::new();
-    let mut err = |key: &str, code: &'static str, msg: String, help: String| {
-        errors.push(layers.diag_at(key, Diagnostic::error(code, msg).help(help)));
-    };
-    if hw.device == Device::Tpu {
-        diags.push(layers.diag_at("hardware.device", Diagnostic::warning(
-            "unsupported", "no runner backend drives TPUs (burn has no XLA backend; libtorch needs torch_xla): `runner run` will refuse this")
-            .help("use a CUDA or CPU profile to train")));
-    } else {
-        match hw.backend {
-            Backend::Flex => {
-                if hw.device != Device::Cpu {
-                    err("hardware.device", "backend", format!("the flex backend runs on the CPU only, not on `{}`", hw.device),
-                        "use hardware.backend: tch for GPUs (e.g. --profile 1xA100), or device: cpu".into());
-                }
-                if world_size > 1 {
-                    err("hardware.nproc_per_node", "backend",
-                        format!("the embedded flex backend is single-process, but nnodes × nproc_per_node = {world_size}"),
-                        "use hardware.backend: tch for data-parallel training, or nnodes: 1 and nproc_per_node: 1".into());
-                }
-            }
-            Backend::Tch => {
-                if let (Device::Cuda(Some(n)), true) = (hw.device, hw.nproc_per_node > 1) {
-                    err("hardware.device", "backend",
-                        format!("`cuda:{n}` would put all {} ranks of this machine on one GPU", hw.nproc_per_node),
-                        "use device: cuda; each rank then takes the GPU of its LOCAL_RANK (restrict them with CUDA_VISIBLE_DEVICES)".into());
-                }
-            }
-        }
-    }
-    match dist {
-        Some(DistBackend::Mpi) => err("hardware.dist_backend", "unsupported",
-            "the mpi process group is not available: the torch wheel runner links against ships Gloo and NCCL only".into(),
-            "use gloo (CPU) or nccl (CUDA)".into()),
-        Some(DistBackend::Hccl) => err("hardware.dist_backend", "unsupported",
-            "hccl is for Huawei Ascend NPUs, which no runner backend drives".into(),
-            "use nccl on CUDA GPUs or gloo on CPUs".into()),
-        Some(DistBackend::Nccl) if !hw.device.is_cuda() && hw.device != Device::Tpu => err("hardware.dist_backend", "backend",
-            format!("nccl needs CUDA devices, but hardware.device is `{}`", hw.device),
-            "use dist_backend: gloo on CPUs".into()),
-        _ => {}
-    }
+/// Warnings about precision settings that the chosen dtype ignores (whether the dtype can run
+/// at all is `capability`'s).
+fn precision_checks(exp: &Experiment, layers: &Layers, diags: &mut Vec<Diagnostic>) {
     let dtype = exp.precision.dtype;
-    if dtype != Dtype::Fp32 {
-        let why = match (hw.backend, hw.device) {
-            (_, Device::Tpu) => None,
-            (Backend::Flex, _) => {
-                Some("the embedded flex backend computes in fp32 only".to_string())
-            }
-            (Backend::Tch, d) if !d.is_cuda() => Some(format!(
-                "mixed precision needs a CUDA device; on `{d}` libtorch runs {} at a fraction of fp32 speed",
-                dtype.as_str()
-            )),
-            _ => None,
-        };
-        if let Some(why) = why {
-            err(
-                "precision.dtype",
-                "precision",
-                format!(
-                    "precision.dtype `{}` cannot run here: {why}",
-                    dtype.as_str()
-                ),
-                "use precision.dtype: fp32, or a CUDA profile (e.g. --profile 1xA100)".into(),
-            );
-        }
-    }
     if dtype != Dtype::Fp16
         && exp.precision.init_loss_scale != PrecisionConfig::default().init_loss_scale
     {
@@ -579,7 +615,6 @@ fn hardware_checks(
             "unused", format!("precision.init_loss_scale only applies to fp16; with `{}` it is ignored", dtype.as_str()))
             .help("bf16 and fp32 need no loss scaling; remove the key or use precision.dtype: fp16")));
     }
-    diags.extend(errors);
 }
 
 /// Fills `{name}`, `{job}`, `{output_dir}` (and leaves `{timestamp}` for run time).
@@ -625,5 +660,71 @@ fn check_placeholders(
             diags.push(layers.diag_at(key, d));
         }
         rest = &rest[start + len + 1..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_are_cut_as_distributed_sampler_and_hf_do() {
+        // 10 examples, batches of 4, 3 micro-batches a step: [4, 4, 2] is one short step.
+        assert_eq!(
+            EpochShape::new(10, 4, 1, 3, false),
+            EpochShape {
+                examples_per_rank: 10,
+                micro_batches: 3,
+                steps: 1
+            }
+        );
+        assert_eq!(EpochShape::new(10, 4, 1, 1, true).micro_batches, 2);
+        // 11 examples on 2 ranks: padded to 6 each, or cut to 5.
+        assert_eq!(EpochShape::new(11, 5, 2, 1, false).examples_per_rank, 6);
+        assert_eq!(EpochShape::new(11, 5, 2, 1, true).examples_per_rank, 5);
+    }
+
+    fn resolved(text: &str) -> crate::config::Resolved {
+        let req = crate::config::Request {
+            experiment: "e.yaml".into(),
+            ..Default::default()
+        };
+        crate::config::resolve_text(&req, text).unwrap_or_else(|d| panic!("{}", d.render()))
+    }
+
+    #[test]
+    fn steps_follow_the_data_and_the_schedule() {
+        let base = "name: t\njob: mae\ndata: {path: x}\noptimizer: {lr: 0.1}\n";
+        let r = resolved(&format!(
+            "{base}train: {{per_device_batch_size: 4, epochs: 2}}\nscheduler: {{warmup_ratio: 0.1}}\nloader: {{drop_last: false}}\n"
+        ));
+        let s = r.derived.steps(&r.experiment, 10).unwrap();
+        assert_eq!(
+            (s.steps_per_epoch, s.total_steps, s.warmup_steps),
+            (3, 6, 1.0)
+        );
+        let r = resolved(&format!(
+            "{base}train: {{per_device_batch_size: 4, max_steps: 5}}\nscheduler: {{warmup_epochs: 0.5}}\n"
+        ));
+        let s = r.derived.steps(&r.experiment, 16).unwrap();
+        assert_eq!((s.total_steps, s.warmup_steps), (5, 2.0));
+        assert_eq!(
+            r.derived.total_steps,
+            Some(5),
+            "without data: what max_steps fixes"
+        );
+        assert_eq!(r.derived.warmup_steps, None, "warmup_epochs needs the data");
+        let err = r.derived.steps(&r.experiment, 0).unwrap_err();
+        assert!(err.message.contains("empty"), "{err:?}");
+        let r = resolved(&format!(
+            "{base}train: {{per_device_batch_size: 4}}\nloader: {{drop_last: true}}\n"
+        ));
+        let err = r.derived.steps(&r.experiment, 3).unwrap_err();
+        assert!(err.message.contains("fewer than one batch of 4"), "{err:?}");
+        let r = resolved(&format!(
+            "{base}train: {{max_steps: 2}}\nscheduler: {{warmup_epochs: 1}}\n"
+        ));
+        let err = r.derived.steps(&r.experiment, 80).unwrap_err();
+        assert!(err.message.contains("not shorter than training"), "{err:?}");
     }
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
 
+use super::capability;
 use super::derived::{Derived, derive};
 use super::diagnostic::{Diagnostic, Diagnostics, FileRole, Origin};
 use super::layers::{Layer, LayerKind, Layers};
@@ -87,19 +88,70 @@ impl Resolved {
     }
 }
 
+/// How the capability table's engine refusals count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusals {
+    /// As errors: what `validate` and `run` need (nothing can run such a configuration).
+    Errors,
+    /// As warnings: `show` prints what such a configuration resolves to.
+    Warnings,
+}
+
+/// Resolves `req`; a configuration the engine cannot train on any machine is an error.
 pub fn resolve(req: &Request) -> Result<Resolved, Diagnostics> {
     let file = Layer::read_file(&req.experiment, FileRole::Experiment)?;
-    resolve_layer(req, file)
+    resolve_layer(req, file, Refusals::Errors)
+}
+
+/// [`resolve`] for `runner show`: what the engine cannot train is a warning, so the
+/// configuration is still printed.
+pub fn resolve_for_show(req: &Request) -> Result<Resolved, Diagnostics> {
+    let file = Layer::read_file(&req.experiment, FileRole::Experiment)?;
+    resolve_layer(req, file, Refusals::Warnings)
 }
 
 /// [`resolve`] with the experiment's text given rather than read from `req.experiment`
 /// (whose extension still picks the format): for tests and the fuzzer.
 pub fn resolve_text(req: &Request, text: &str) -> Result<Resolved, Diagnostics> {
     let file = Layer::from_file_text(&req.experiment, FileRole::Experiment, text)?;
-    resolve_layer(req, file)
+    resolve_layer(req, file, Refusals::Errors)
 }
 
-fn resolve_layer(req: &Request, file: Layer) -> Result<Resolved, Diagnostics> {
+/// The capability table's verdict on `exp` as diagnostics: engine refusals (errors, or
+/// warnings for `show`) and what no machine has (warnings).
+fn capability_diagnostics(
+    exp: &Experiment,
+    layers: &Layers,
+    refusals: Refusals,
+) -> Vec<Diagnostic> {
+    let q = capability::Query::of(exp);
+    let engine = capability::engine(&q).into_iter().map(|r| {
+        let d = match refusals {
+            Refusals::Errors => Diagnostic::error(r.code, r.message),
+            Refusals::Warnings => Diagnostic::warning(
+                r.code,
+                format!(
+                    "{}; `runner validate` and `runner run` refuse this",
+                    r.message
+                ),
+            ),
+        };
+        layers.diag_at(r.key, d.help(r.help))
+    });
+    let nowhere = capability::nowhere(&q).into_iter().map(|r| {
+        layers.diag_at(
+            r.key,
+            Diagnostic::warning(
+                r.code,
+                format!("{}: `runner run` will refuse this", r.message),
+            )
+            .help(r.help),
+        )
+    });
+    engine.chain(nowhere).collect()
+}
+
+fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resolved, Diagnostics> {
     let mut diags = Diagnostics::default();
     let (overrides, problems) = override_layers(req);
     diags.extend(problems);
@@ -168,6 +220,7 @@ fn resolve_layer(req: &Request, file: Layer) -> Result<Resolved, Diagnostics> {
     };
     let (derived, problems) = derive(&experiment, &layers);
     diags.extend(problems);
+    diags.extend(capability_diagnostics(&experiment, &layers, refusals));
     sort_by_position(&mut diags);
     if diags.has_errors() {
         return Err(diags);
@@ -412,7 +465,12 @@ fn cross_checks_despite(
     let Ok(experiment) = into_experiment(value, layers) else {
         return Vec::new();
     };
-    let (_, found) = derive(&experiment, layers);
+    let (_, mut found) = derive(&experiment, layers);
+    found.extend(capability_diagnostics(
+        &experiment,
+        layers,
+        Refusals::Errors,
+    ));
     found
         .into_iter()
         .filter(|d| {

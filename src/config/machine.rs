@@ -1,31 +1,19 @@
 //! Checks that depend on this machine and this binary rather than on the configuration:
-//! run by `runner run` before any work starts, and by `runner validate --strict`.
+//! run by `runner run` (and `--dry-run`) before any work starts, and by `runner validate
+//! --strict`. What the engine and devices can do is the capability table's; the machine's
+//! facts are passed in, so config stays free of burn.
 //! Relative paths are taken from the current directory, as the seed tools' flags are.
 
 use std::path::Path;
 
+use super::capability::{self, Facts, Query};
 use super::diagnostic::Diagnostic;
 use super::layers::Layers;
 use super::types::*;
 
-/// Whether this binary can train on a hardware section, and if not why. The answer belongs
-/// to the engine (`train::backend::check`, the one place devices are made); the caller
-/// passes it in so that config stays free of burn.
-pub type DeviceCheck<'a> = &'a dyn Fn(&HardwareConfig) -> Result<(), DeviceProblem>;
-
-/// Why the engine cannot train on a hardware section: the key to point at (`hardware.backend`
-/// for a backend this binary lacks, `hardware.device` for a device this machine lacks), what
-/// is wrong and how to fix it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviceProblem {
-    pub key: &'static str,
-    pub message: String,
-    pub help: String,
-}
-
 /// A program the job needs on this machine that is missing (FFmpeg for video containers):
 /// the key whose value needs it, what is wrong, how to fix it. Answered by the jobs, passed in
-/// by the caller like [`DeviceCheck`].
+/// by the caller (config knows no job's data).
 pub struct MissingTool {
     pub key: String,
     pub message: String,
@@ -33,10 +21,12 @@ pub struct MissingTool {
 }
 pub type ToolCheck<'a> = &'a dyn Fn(&Experiment) -> Option<MissingTool>;
 
+/// Every problem this machine has with `exp`: missing paths, the capability table's machine
+/// rows for these `facts`, and the programs `tool_check` finds missing.
 pub fn machine_checks(
     exp: &Experiment,
     layers: &Layers,
-    device_check: DeviceCheck<'_>,
+    facts: &Facts,
     tool_check: ToolCheck<'_>,
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -95,10 +85,10 @@ pub fn machine_checks(
             Diagnostic::error("missing-tool", missing.message).help(missing.help),
         ));
     }
-    if let Err(problem) = device_check(&exp.hardware) {
+    for refusal in capability::machine(&Query::of(exp), facts) {
         out.push(layers.diag_at(
-            problem.key,
-            Diagnostic::error("backend", problem.message).help(problem.help),
+            refusal.key,
+            Diagnostic::error(refusal.code, refusal.message).help(refusal.help),
         ));
     }
     out

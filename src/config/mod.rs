@@ -6,6 +6,7 @@
 //! ([`validate`]), deserializes it, and computes and cross-checks [`derived`] values.
 
 pub mod arch;
+pub mod capability;
 pub mod derived;
 pub mod diagnostic;
 pub mod layers;
@@ -21,4 +22,11 @@ pub mod types;
 pub mod validate;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Origin};
-pub use loader::{Request, Resolved, resolve, resolve_text};
+pub use loader::{Request, Resolved, resolve, resolve_for_show, resolve_text};
+
+/// Prints a resolution's warnings to standard error, each followed by a blank line.
+pub fn print_warnings(resolved: &Resolved) {
+    for w in &resolved.warnings {
+        eprintln!("{}\n", w.render());
+    }
+}

@@ -67,7 +67,7 @@ pub fn add_job_branches(schema: &mut Schema) {
     let definitions = settings().definitions_path;
     let definitions = definitions.trim_start_matches('/');
     let branches: Vec<Value> = JobKind::ALL
-        .into_iter()
+        .iter()
         .map(|job| {
             let (model, data) = job.section_schema_names();
             let branch: Schema = json_schema!({

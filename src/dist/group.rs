@@ -13,14 +13,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use burn::backend::LibTorch;
 use burn::backend::libtorch::TchTensor;
 use burn::tensor::Tensor;
 
 use super::c10d::{self, Store};
 use super::contract::Layout;
-use super::watchdog::{Beat, OnFatal, STALE, Watchdog, beat_key};
+use super::ranks::OnFatal;
+use super::watchdog::{Beat, STALE, Watchdog, beat_key};
 use crate::config::types::DistBackend;
 use crate::train::collective::Collective;
 
@@ -36,28 +37,10 @@ pub struct Group {
     step: std::sync::atomic::AtomicU64,
 }
 
-pub fn backend_name(b: DistBackend) -> &'static str {
-    match b {
-        DistBackend::Gloo => "gloo",
-        DistBackend::Nccl => "nccl",
-        DistBackend::Mpi => "mpi",
-        DistBackend::Hccl => "hccl",
-    }
-}
-
 impl Group {
     pub fn join(layout: &Layout, backend: DistBackend, timeout: Duration) -> Result<Group> {
-        let name = backend_name(backend);
-        if !c10d::has(name) {
-            bail!(
-                "this runner binary was built without c10d's {name} backend ({}); rebuild after \
-                 `just setup-tch` (see the README's GPU section)",
-                match backend {
-                    DistBackend::Gloo => "gloo's headers were missing: apt-get install libgloo-dev",
-                    _ => "the CUDA and NCCL headers were missing next to the torch wheel",
-                }
-            );
-        }
+        // The capability table has checked that this binary has the process group.
+        let name = backend.as_str();
         let (rank, world) = (layout.rank, layout.world);
         let at = format!("{}:{}", layout.master_addr, layout.master_port);
         let store = Store::connect(
@@ -81,7 +64,7 @@ impl Group {
                 )
             }
         })?;
-        let host = super::spawn::hostname();
+        let host = crate::host::hostname();
         store.set(&format!("runner/host/{rank}"), host.as_bytes())?;
         store.set(
             &beat_key(rank),

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::config::Resolved;
 use crate::config::layers::LayerKind;
+use crate::host::absolute;
 
 /// The sbatch options `runner launch` takes.
 #[derive(Debug, Clone, Default)]
@@ -39,19 +40,24 @@ pub struct Invocation {
 
 pub const SCRIPT: &str = "slurm.sbatch";
 
-/// Single-quotes `s` for the shell.
+/// `s` quoted for the shell (shlex's POSIX rules). Arguments and paths cannot hold the nul
+/// byte, the one thing shlex refuses; were one there, it is dropped rather than cut the word.
 fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
+    shlex::try_quote(s)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| quote(&s.replace('\0', "")))
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+/// A `#SBATCH` option's value: sbatch reads these lines itself (no shell expands `%j` or `=`
+/// there), so only a value with spaces or quotes needs quoting, which sbatch undoes.
+fn directive(v: &str) -> String {
+    if v.chars()
+        .any(|c| c.is_whitespace() || c == '"' || c == '\'')
+    {
+        quote(v)
+    } else {
+        v.to_string()
+    }
 }
 
 /// The batch script for `resolved`, training into `run_dir`.
@@ -66,7 +72,7 @@ pub fn script(resolved: &Resolved, run_dir: &Path, inv: &Invocation, opts: &Opti
         run_dir.join(SCRIPT).display()
     );
     let mut sbatch = |line: String| s.push_str(&format!("#SBATCH {line}\n"));
-    sbatch(format!("--job-name={}", quote(&exp.name)));
+    sbatch(format!("--job-name={}", directive(&exp.name)));
     sbatch(format!("--nodes={}", hw.nnodes));
     sbatch(format!("--ntasks-per-node={}", hw.nproc_per_node));
     if hw.device.is_cuda() {
@@ -82,12 +88,12 @@ pub fn script(resolved: &Resolved, run_dir: &Path, inv: &Invocation, opts: &Opti
         ("qos", &opts.qos),
     ] {
         if let Some(v) = v {
-            sbatch(format!("--{flag}={}", quote(v)));
+            sbatch(format!("--{flag}={}", directive(v)));
         }
     }
     sbatch(format!(
         "--output={}",
-        quote(&run_dir.join("slurm-%j.out").display().to_string())
+        directive(&run_dir.join("slurm-%j.out").display().to_string())
     ));
     for e in &opts.extra {
         sbatch(e.clone());
@@ -175,7 +181,7 @@ pub fn write(run_dir: &Path, text: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("cannot create the run directory `{}`", run_dir.display()))?;
     let path = run_dir.join(SCRIPT);
-    crate::rundir::write_atomic(&path, text.as_bytes())?;
+    crate::durable::write(&path, text.as_bytes())?;
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
         .with_context(|| format!("cannot make `{}` executable", path.display()))?;
@@ -188,12 +194,22 @@ mod tests {
 
     #[test]
     fn quoting_keeps_plain_words_and_protects_the_rest() {
-        assert_eq!(quote("train.epochs=3"), "train.epochs=3");
+        assert_eq!(quote("/runs/mnli-8xA100/x.out"), "/runs/mnli-8xA100/x.out");
+        assert_eq!(directive("/runs/x/slurm-%j.out"), "/runs/x/slurm-%j.out");
+        assert_eq!(directive("a b"), "'a b'");
+        for word in ["optimizer.betas=[0.9, 0.95]", "it's", "", "a\"b $HOME `x`"] {
+            let quoted = quote(word);
+            assert_ne!(quoted, word, "{word:?} needs quotes");
+            assert_eq!(
+                shlex::split(&quoted),
+                Some(vec![word.to_string()]),
+                "{quoted}"
+            );
+        }
+        // shlex quotes `=` too (a shell could read a first word with it as an assignment).
         assert_eq!(
-            quote("optimizer.betas=[0.9, 0.95]"),
-            "'optimizer.betas=[0.9, 0.95]'"
+            shlex::split(&quote("train.epochs=3")),
+            Some(vec!["train.epochs=3".into()])
         );
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote(""), "''");
     }
 }

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::contract::worker_env;
+use super::contract::{Role, worker_env};
+use crate::config::types::HardwareConfig;
 
 /// How long the other workers have to stop by themselves after one fails.
 pub const GRACE: Duration = Duration::from_secs(30);
@@ -44,13 +45,43 @@ struct Worker {
     status: Option<ExitStatus>,
 }
 
+/// Starts and watches this machine's workers for `role` (a [`Role::Launch`]); their exit code.
+/// CPU workers share the machine's cores (OpenMP threads) unless `OMP_NUM_THREADS` is set.
+pub fn launch(role: &Role, hw: &HardwareConfig) -> Result<ExitCode> {
+    let Role::Launch {
+        first_rank,
+        local_world,
+        world,
+        node_rank,
+        master_addr,
+        master_port,
+    } = role
+    else {
+        anyhow::bail!("this process is not the launcher of its machine's workers");
+    };
+    let omp_threads =
+        (std::env::var_os("OMP_NUM_THREADS").is_none() && !hw.device.is_cuda()).then(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores / local_world).max(1)
+        });
+    run(&Workers {
+        first_rank: *first_rank,
+        local_world: *local_world,
+        world: *world,
+        node_rank: *node_rank,
+        master_addr: master_addr.clone(),
+        master_port: *master_port,
+        omp_threads,
+    })
+}
+
 /// Runs the workers to the end; the launcher's exit code (0 when every worker succeeded, the
 /// first failure's code otherwise, 128 + N after signal N).
 pub fn run(w: &Workers) -> Result<ExitCode> {
     let exe =
         std::env::current_exe().context("cannot find the runner executable to start workers")?;
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let host = hostname();
+    let host = crate::host::hostname();
     let signal = Arc::new(AtomicUsize::new(0));
     for s in [
         signal_hook::consts::SIGINT,
@@ -221,8 +252,4 @@ fn signal_name(sig: i32) -> &'static str {
         libc::SIGBUS => " (SIGBUS)",
         _ => "",
     }
-}
-
-pub fn hostname() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
 }

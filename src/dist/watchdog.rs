@@ -1,10 +1,10 @@
 //! The rank watchdog: every rank says it is alive, and where it is, through the rendezvous
 //! store; a rank that stops saying so, or says it failed, is named, and every other rank exits.
 //!
-//! A thread per rank writes `runner/beat/<rank>` every [`BEAT`] ("alive <counter> <step>") on
-//! its own store connection, and reads the others'. A rank whose counter has not moved for
+//! A thread per rank writes `runner/beat/<rank>` every [`BEAT`] (a [`Beat`]: alive, its counter
+//! and step) on its own store connection, and reads the others'. A rank whose counter has not moved for
 //! `stale` (at most [`STALE`], at most `hardware.ddp_timeout`) stopped responding: it died, or
-//! its machine did. One that wrote "failed <why>" stopped on an error of its own. Rank 0 serves
+//! its machine did. One that wrote `Failed(why)` stopped on an error of its own. Rank 0 serves
 //! the store, so when it dies the others cannot reach the store and say that. In each case the
 //! watchdog prints the error, lets the run directory record it (rank 0), and ends the process
 //! (`_exit`: the training thread may be blocked inside a collective that will never return).
@@ -27,11 +27,11 @@ pub const BEAT: Duration = Duration::from_secs(1);
 /// How long a silent rank counts as alive.
 pub const STALE: Duration = Duration::from_secs(15);
 
-/// What the watchdog does once it knows a run cannot go on (prints nothing itself).
-pub type OnFatal = Box<dyn Fn(&str) + Send + Sync>;
+pub use super::ranks::OnFatal;
 
-/// One rank's last word.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One rank's last word, stored as JSON under [`beat_key`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Beat {
     Alive { counter: u64, step: u64 },
     Done,
@@ -40,26 +40,10 @@ pub enum Beat {
 
 impl Beat {
     pub fn encode(&self) -> String {
-        match self {
-            Beat::Alive { counter, step } => format!("alive {counter} {step}"),
-            Beat::Done => "done".into(),
-            Beat::Failed(why) => format!("failed {why}"),
-        }
+        serde_json::to_string(self).expect("a beat serializes")
     }
     pub fn decode(text: &str) -> Option<Beat> {
-        let (word, rest) = text.split_once(' ').unwrap_or((text, ""));
-        match word {
-            "alive" => {
-                let (c, s) = rest.split_once(' ')?;
-                Some(Beat::Alive {
-                    counter: c.parse().ok()?,
-                    step: s.parse().ok()?,
-                })
-            }
-            "done" => Some(Beat::Done),
-            "failed" => Some(Beat::Failed(rest.to_string())),
-            _ => None,
-        }
+        serde_json::from_str(text).ok()
     }
 }
 

@@ -23,28 +23,6 @@ pub enum Ready {
     CausalVae(Arc<causal_vae::CausalVaeJob>),
 }
 
-/// Settings the engine does not implement yet, refused before anything runs rather than
-/// silently ignored.
-pub fn unsupported_settings(exp: &Experiment) -> Result<(), String> {
-    if exp.train.auto_find_batch_size {
-        return Err(
-            "train.auto_find_batch_size is not implemented by runner's engine yet (the \
-                    CPU backend gives no out-of-memory signal to react to); set it to false and \
-                    choose train.per_device_batch_size"
-                .into(),
-        );
-    }
-    if exp.train.gradient_checkpointing {
-        return Err(
-            "train.gradient_checkpointing is not implemented by runner's engine yet \
-                    (burn-flex keeps all activations); set it to false, or lower \
-                    train.per_device_batch_size and raise train.grad_accum_steps to save memory"
-                .into(),
-        );
-    }
-    Ok(())
-}
-
 /// Training examples skipped so far (unreadable, too short): each is reported once, with the
 /// running count, however often the epochs draw it.
 #[derive(Default)]
@@ -119,6 +97,16 @@ pub fn prepare(exp: &Experiment) -> Result<Ready> {
 }
 
 impl Ready {
+    /// Examples in the training set, as the job counts them (unusable rows left out).
+    pub fn train_len(&self) -> usize {
+        use crate::train::job::Job as _;
+        match self {
+            Ready::Mae(job) => job.train_len(),
+            Ready::Text(job) => job.train_len(),
+            Ready::CausalVae(job) => job.train_len(),
+        }
+    }
+
     pub fn train(self, settings: &Settings, device: &Device) -> Result<Summary> {
         match self {
             Ready::Mae(job) => trainer::train(job, settings, device),

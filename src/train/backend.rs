@@ -1,109 +1,55 @@
-//! The one place where `hardware.backend` and `hardware.device` become a burn device.
+//! The one place where `hardware.backend` and `hardware.device` become a burn device, and
+//! where this binary says what it can make devices on (`facts`). Whether a configuration can
+//! run is the capability table's (`config::capability`); this module only asks it.
 
 use burn::tensor::Device;
 
-use crate::config::machine::DeviceProblem;
+use crate::config::capability::{self, DeviceFacts};
 use crate::config::types::{Backend, Device as DeviceKind, HardwareConfig};
+use crate::error::fail;
 
-/// Whether this binary can train on `hw` here, and if not why (for `run`'s and
-/// `validate --strict`'s checks, which run before any data is read).
-pub fn check(hw: &HardwareConfig) -> Result<(), DeviceProblem> {
-    resolve(hw).map(|_| ())
-}
-
-/// What `run` and `validate --strict` say when the configuration asks for libtorch and this
-/// binary has none. Defined in every build so that its test also runs in the libtorch build,
-/// the one CI tests in (the default build is only type-checked there).
-#[cfg_attr(feature = "tch", allow(dead_code))]
-fn no_tch() -> DeviceProblem {
-    DeviceProblem {
-        key: "hardware.backend",
-        message: "this runner binary was built without the libtorch (`tch`) backend".into(),
-        help: "build one with `just setup-tch && just build-tch` (cargo build --release \
-            --features tch, libtorch from the torch 2.9.0 wheel; see the README's GPU section), \
-            or use hardware.backend: flex (e.g. --profile cpu)"
-            .into(),
+/// What this binary can make devices on, here: libtorch compiled in, the CUDA devices and
+/// the Metal device it finds (asked of libtorch, which loads it).
+pub fn facts() -> DeviceFacts {
+    #[cfg(feature = "tch")]
+    {
+        DeviceFacts {
+            tch: true,
+            cuda_devices: usize::try_from(tch::Cuda::device_count()).unwrap_or(0),
+            mps: tch::utils::has_mps(),
+        }
+    }
+    #[cfg(not(feature = "tch"))]
+    {
+        DeviceFacts::default()
     }
 }
 
-/// The device training runs on (with autodiff), or why this binary or machine cannot
-/// provide it. A data-parallel rank on `cuda` takes the GPU of its `local_rank` (as torchrun's
-/// workers do).
-pub fn training_device(hw: &HardwareConfig, local_rank: usize) -> Result<Device, String> {
+/// The device training runs on (with autodiff), or the capability table's reason this binary
+/// or machine cannot provide it. A data-parallel rank on `cuda` takes the GPU of its
+/// `local_rank` (as torchrun's workers do).
+pub fn training_device(hw: &HardwareConfig, local_rank: usize) -> anyhow::Result<Device> {
     let mut hw = hw.clone();
-    if hw.device == DeviceKind::Cuda(None) && hw.nnodes * hw.nproc_per_node > 1 {
+    if hw.device == DeviceKind::Cuda(None) && capability::world_size(&hw) > 1 {
         hw.device = DeviceKind::Cuda(Some(local_rank as u32));
     }
-    resolve(&hw).map_err(|p| format!("{}; {}", p.message, p.help))
+    if let Err(r) = capability::device(&hw, &facts()) {
+        return Err(fail(r.message, r.help));
+    }
+    make(&hw).map(Device::autodiff)
 }
 
-/// `validate` has already rejected combinations no build can run (flex on a GPU); what
-/// remains is what this build or this machine lacks.
-fn resolve(hw: &HardwareConfig) -> Result<Device, DeviceProblem> {
-    let problem = |key, message: String, help: &str| DeviceProblem {
-        key,
-        message,
-        help: help.into(),
-    };
-    let device = match (hw.backend, hw.device) {
-        (_, DeviceKind::Tpu) => Err(problem(
-            "hardware.device",
-            "no runner backend drives TPUs (burn has no XLA backend; libtorch needs torch_xla)"
-                .into(),
-            "train with a CUDA or CPU profile",
-        )),
-        (Backend::Flex, DeviceKind::Cpu) => Ok(Device::flex().autodiff()),
-        (Backend::Flex, other) => Err(problem(
-            "hardware.device",
-            format!("the flex backend runs on the CPU only, not on `{other}`"),
-            "use hardware.backend: tch for GPUs, or device: cpu",
-        )),
+/// The device of a combination the table accepted.
+fn make(hw: &HardwareConfig) -> anyhow::Result<Device> {
+    match (hw.backend, hw.device) {
+        (Backend::Flex, DeviceKind::Cpu) => Ok(Device::flex()),
         #[cfg(feature = "tch")]
-        (Backend::Tch, kind) => libtorch::device(kind)
-            .map(|d| d.autodiff())
-            .map_err(|(message, help)| problem("hardware.device", message, help)),
-        #[cfg(not(feature = "tch"))]
-        (Backend::Tch, _) => Err(no_tch()),
-    }?;
-    #[cfg(feature = "tch")]
-    if hw.nnodes * hw.nproc_per_node > 1 {
-        collective_check(hw)
-            .map_err(|(message, help)| problem("hardware.dist_backend", message, help))?;
-    }
-    Ok(device)
-}
-
-/// Whether this binary has the process-group backend a data-parallel `hw` asks for.
-#[cfg(feature = "tch")]
-fn collective_check(hw: &HardwareConfig) -> Result<(), (String, &'static str)> {
-    use crate::config::types::DistBackend;
-    let backend = hw.dist_backend.unwrap_or(if hw.device.is_cuda() {
-        DistBackend::Nccl
-    } else {
-        DistBackend::Gloo
-    });
-    #[cfg(runner_c10d)]
-    {
-        let name = crate::dist::group::backend_name(backend);
-        if crate::dist::c10d::has(name) {
-            return Ok(());
-        }
-        Err((
-            format!("this runner binary was built without c10d's {name} process group"),
-            if backend == DistBackend::Gloo {
-                "install gloo's headers (apt-get install libgloo-dev) and rebuild (`just build-tch`)"
-            } else {
-                "rebuild after `just setup-tch`, which installs the CUDA and NCCL headers the build needs"
-            },
-        ))
-    }
-    #[cfg(not(runner_c10d))]
-    {
-        let _ = backend;
-        Err((
-            "this runner binary was built without libtorch's c10d (data-parallel training)".into(),
-            "rebuild with `just build-tch`",
-        ))
+        (Backend::Tch, kind) => libtorch::device(kind),
+        (backend, device) => anyhow::bail!(
+            "no device for backend `{}` on `{device}` (the capability table should have said \
+             why; please report this)",
+            backend.as_str()
+        ),
     }
 }
 
@@ -138,55 +84,14 @@ mod libtorch {
 
     use crate::config::types::Device as DeviceKind;
 
-    /// The libtorch device for `kind`, once libtorch confirms it exists: a missing GPU is an
-    /// error at start, not a crash at the first tensor. Errors are (what, how to fix it).
-    pub fn device(kind: DeviceKind) -> Result<Device, (String, &'static str)> {
-        match kind {
-            DeviceKind::Cpu => Ok(Device::libtorch()),
-            DeviceKind::Cuda(index) => {
-                let count = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
-                let wanted = index.unwrap_or(0) as usize;
-                if count == 0 {
-                    Err((
-                        format!(
-                            "`{kind}` asked for, but libtorch finds no CUDA device (no NVIDIA GPU \
-                             or driver here, CUDA_VISIBLE_DEVICES hides them, or the torch \
-                             wheel runner was built against has no CUDA)"
-                        ),
-                        "use hardware.device: cpu (e.g. --profile cpu), or run on a GPU machine",
-                    ))
-                } else if wanted >= count {
-                    let valid = if count == 1 {
-                        "cuda:0".to_string()
-                    } else {
-                        format!("cuda:0 to cuda:{}", count - 1)
-                    };
-                    Err((
-                        format!(
-                            "`{kind}` does not exist: libtorch finds {count} CUDA device{} \
-                             ({valid})",
-                            if count == 1 { "" } else { "s" }
-                        ),
-                        "pick one of those, or check CUDA_VISIBLE_DEVICES",
-                    ))
-                } else {
-                    Ok(Device::libtorch_cuda(wanted))
-                }
-            }
-            DeviceKind::Mps => {
-                if tch::utils::has_mps() {
-                    Ok(Device::libtorch_mps())
-                } else {
-                    Err((
-                        "`mps` asked for, but libtorch finds no Metal device (MPS needs macOS \
-                         on Apple silicon)"
-                            .into(),
-                        "use hardware.device: cpu",
-                    ))
-                }
-            }
-            DeviceKind::Tpu => Err(("libtorch drives no TPUs".into(), "use cuda or cpu")),
-        }
+    /// The libtorch device for `kind` (which the capability table found on this machine).
+    pub fn device(kind: DeviceKind) -> anyhow::Result<Device> {
+        Ok(match kind {
+            DeviceKind::Cpu => Device::libtorch(),
+            DeviceKind::Cuda(index) => Device::libtorch_cuda(index.unwrap_or(0) as usize),
+            DeviceKind::Mps => Device::libtorch_mps(),
+            DeviceKind::Tpu => anyhow::bail!("libtorch drives no TPUs"),
+        })
     }
 }
 
@@ -284,15 +189,15 @@ mod tests {
 
     #[test]
     fn a_build_without_libtorch_names_the_feature_and_the_recipe() {
-        let problem = no_tch();
-        assert_eq!(problem.key, "hardware.backend");
-        assert!(
-            problem
-                .message
-                .contains("without the libtorch (`tch`) backend")
-        );
-        assert!(problem.help.contains("just setup-tch && just build-tch"));
-        assert!(problem.help.contains("hardware.backend: flex"));
+        let hw = HardwareConfig {
+            backend: Backend::Tch,
+            ..HardwareConfig::default()
+        };
+        let r = capability::device(&hw, &DeviceFacts::default()).unwrap_err();
+        assert_eq!(r.key, "hardware.backend");
+        assert!(r.message.contains("without the libtorch (`tch`) backend"));
+        assert!(r.help.contains("just setup-tch && just build-tch"));
+        assert!(r.help.contains("hardware.backend: flex"));
     }
 
     #[cfg(not(feature = "tch"))]
@@ -303,22 +208,9 @@ mod tests {
             device: crate::config::types::Device::Cuda(None),
             ..HardwareConfig::default()
         };
-        assert_eq!(check(&hw).unwrap_err(), no_tch());
-    }
-
-    #[cfg(feature = "tch")]
-    #[test]
-    fn data_parallel_cpu_training_has_gloo() {
-        let hw = HardwareConfig {
-            backend: Backend::Tch,
-            nproc_per_node: 2,
-            ..HardwareConfig::default()
-        };
-        assert!(
-            check(&hw).is_ok(),
-            "{:?}",
-            check(&hw).err().map(|p| p.message)
-        );
+        assert_eq!(facts(), DeviceFacts::default());
+        let e = training_device(&hw, 0).unwrap_err();
+        assert!(format!("{e:#}").contains("without the libtorch"), "{e:#}");
     }
 
     #[cfg(feature = "tch")]
@@ -330,13 +222,16 @@ mod tests {
             device,
             ..HardwareConfig::default()
         };
-        if tch::Cuda::device_count() == 0 {
-            let p = check(&hw(crate::config::types::Device::Cuda(None))).unwrap_err();
-            assert_eq!(p.key, "hardware.device");
-            assert!(p.message.contains("finds no CUDA device"), "{}", p.message);
+        let f = facts();
+        assert!(f.tch);
+        if f.cuda_devices == 0 {
+            let r =
+                capability::device(&hw(crate::config::types::Device::Cuda(None)), &f).unwrap_err();
+            assert_eq!(r.key, "hardware.device");
+            assert!(r.message.contains("finds no CUDA device"), "{}", r.message);
         }
-        let p = check(&hw(crate::config::types::Device::Cuda(Some(99)))).unwrap_err();
-        assert!(p.message.contains("cuda:99"), "{}", p.message);
-        assert!(check(&hw(crate::config::types::Device::Cpu)).is_ok());
+        let r = capability::device(&hw(crate::config::types::Device::Cuda(Some(99))), &f);
+        assert!(r.unwrap_err().message.contains("cuda:99"));
+        assert!(training_device(&hw(crate::config::types::Device::Cpu), 0).is_ok());
     }
 }

@@ -3,13 +3,16 @@
 //! - `model.safetensors`: the weights, under runner's parameter paths;
 //! - `optimizer.bpk`: AdamW's moments and step counts (burnpack, keyed by the path-derived
 //!   parameter ids of `train::params`);
-//! - `state.json`: step, epoch, data position, RNG scheme, schedule and counters.
+//! - `state.json`: step, epoch, data position, RNG scheme, schedule and counters, and the
+//!   size of each tensor file (written last: a directory without it is not a checkpoint).
 //!
 //! A checkpoint is written into a hidden temporary directory, each file fsynced, and then
-//! renamed into place (and the parent directory fsynced): a kill at any moment leaves either
-//! the complete directory or none. "Latest" is the highest step with a complete directory;
-//! leftover temporary directories are ignored and removed.
+//! renamed into place (and the parent directory fsynced, `crate::durable`): a kill at any
+//! moment leaves either the complete directory or none. "Latest" is the highest step whose
+//! directory reads back whole ([`pick`]: a checkpoint damaged later, its weights cut short
+//! say, is passed over with a warning); leftover temporary directories are removed.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +21,9 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
+
+use crate::durable;
+use crate::error::WithHelp as _;
 
 pub const DIR: &str = "checkpoints";
 /// The weights file inside a checkpoint directory.
@@ -55,6 +61,10 @@ pub struct TrainState {
     /// fp16 only: the dynamic loss scale to continue with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<super::precision::LossScale>,
+    /// Bytes of each tensor file, to tell a whole checkpoint from a damaged one (absent in
+    /// checkpoints of earlier runner versions, whose weights' header is checked instead).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, u64>,
 }
 
 pub fn dir_name(step: u64) -> String {
@@ -130,30 +140,31 @@ pub fn save<M: Module>(
     }
     fs::create_dir(&tmp).with_context(|| format!("cannot create `{}`", tmp.display()))?;
     let write = || -> Result<()> {
-        save_model_weights(model, &tmp.join(MODEL))?;
+        save_weights_to(model, &tmp.join(MODEL))?;
         optim
             .save(tmp.join(OPTIMIZER))
             .map_err(|e| anyhow::anyhow!("{e:?}"))
             .context("cannot write the optimizer state")?;
-        fs::write(tmp.join(STATE), serde_json::to_vec_pretty(state)?)?;
-        for f in [MODEL, OPTIMIZER, STATE] {
-            fs::File::open(tmp.join(f))?.sync_all()?;
+        let mut state = state.clone();
+        for f in [MODEL, OPTIMIZER] {
+            durable::sync_file(&tmp.join(f))?;
+            state
+                .files
+                .insert(f.into(), fs::metadata(tmp.join(f))?.len());
         }
+        fs::write(tmp.join(STATE), serde_json::to_vec_pretty(&state)?)?;
+        durable::sync_file(&tmp.join(STATE))?;
+        durable::sync_dir(&tmp);
         Ok(())
     };
-    write().with_context(|| {
-        format!(
-            "cannot write checkpoint `{}` (is the disk full or read-only?); earlier checkpoints are intact",
-            target.display()
-        )
-    })?;
+    write()
+        .with_context(|| format!("cannot write checkpoint `{}`", target.display()))
+        .help("is the disk full or read-only? Earlier checkpoints are intact")?;
     if target.exists() {
         // Same step written again (a resumed run re-saving): replace it.
         discard(&root, &target)?;
     }
-    fs::rename(&tmp, &target)
-        .with_context(|| format!("cannot move the checkpoint into `{}`", target.display()))?;
-    sync_dir(&root);
+    durable::rename(&tmp, &target)?;
     if keep_last > 0 {
         let all = list(run_dir)?;
         let excess = all.len().saturating_sub(keep_last as usize);
@@ -182,14 +193,6 @@ fn discard(root: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn sync_dir(dir: &Path) {
-    // Makes the rename durable; not all filesystems allow opening a directory, and a failure
-    // here loses nothing that is not also lost on a crash without it.
-    if let Ok(f) = fs::File::open(dir) {
-        let _ = f.sync_all();
-    }
-}
-
 /// A checkpoint read back: its state and where its tensors are.
 pub struct Loaded {
     pub dir: PathBuf,
@@ -198,6 +201,22 @@ pub struct Loaded {
 
 /// Reads `state.json` of the checkpoint directory `dir` and checks it.
 pub fn read(dir: &Path, job: &str) -> Result<Loaded> {
+    let state = parse_state(dir)?;
+    check_state(dir, &state, job)?;
+    Ok(Loaded {
+        dir: dir.to_path_buf(),
+        state,
+    })
+}
+
+/// [`read`], and the checkpoint's files are whole.
+pub fn read_whole(dir: &Path, job: &str) -> Result<Loaded> {
+    let loaded = read(dir, job)?;
+    check_files(dir, &loaded.state)?;
+    Ok(loaded)
+}
+
+fn parse_state(dir: &Path) -> Result<TrainState> {
     let state_path = dir.join(STATE);
     let text = fs::read_to_string(&state_path).with_context(|| {
         format!(
@@ -205,8 +224,11 @@ pub fn read(dir: &Path, job: &str) -> Result<Loaded> {
             dir.display()
         )
     })?;
-    let state: TrainState = serde_json::from_str(&text)
-        .with_context(|| format!("`{}` is damaged", state_path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("`{}` is damaged", state_path.display()))
+}
+
+/// A checkpoint of another format or job is not damage: the experiment or runner is wrong.
+fn check_state(dir: &Path, state: &TrainState, job: &str) -> Result<()> {
     if state.format_version != FORMAT_VERSION {
         bail!(
             "`{}` has checkpoint format {}, this runner reads format {FORMAT_VERSION}",
@@ -221,13 +243,130 @@ pub fn read(dir: &Path, job: &str) -> Result<Loaded> {
             state.job
         );
     }
-    Ok(Loaded {
-        dir: dir.to_path_buf(),
-        state,
-    })
+    Ok(())
 }
 
+/// The tensor files are the sizes `state.json` recorded, and the weights' safetensors header
+/// matches the file's length.
+fn check_files(dir: &Path, state: &TrainState) -> Result<()> {
+    for (file, bytes) in &state.files {
+        let path = dir.join(file);
+        let len = fs::metadata(&path)
+            .with_context(|| format!("`{}` is missing", path.display()))?
+            .len();
+        if len != *bytes {
+            bail!(
+                "`{}` is {len} bytes, but {bytes} were written",
+                path.display()
+            );
+        }
+    }
+    check_safetensors(&dir.join(MODEL))?;
+    if !dir.join(OPTIMIZER).is_file() {
+        bail!("`{}` is missing", dir.join(OPTIMIZER).display());
+    }
+    Ok(())
+}
+
+/// The checkpoint `resume` names for the run in `run_dir`: `auto` (the newest in `run_dir`)
+/// or a run directory (its newest) pass over checkpoints that do not read back whole, with a
+/// warning, down to the newest that does; a checkpoint directory named itself must be whole.
+/// `None`: `auto` found no checkpoint, and the run starts fresh.
+pub fn pick(resume: &str, run_dir: &Path, job: &str) -> Result<Option<Loaded>> {
+    let (dir, auto) = if resume == "auto" {
+        (run_dir.to_path_buf(), true)
+    } else {
+        let p = PathBuf::from(resume);
+        if !p.join(DIR).is_dir() {
+            return read_whole(&p, job).map(Some);
+        }
+        (p, false)
+    };
+    let all = list(&dir)?;
+    if all.is_empty() {
+        if auto {
+            tracing::info!(
+                "resume: auto found no checkpoint in {}; starting fresh",
+                dir.display()
+            );
+            return Ok(None);
+        }
+        bail!("resume: `{resume}` holds no complete checkpoint");
+    }
+    let mut damaged = Vec::new();
+    for (_, candidate) in all.iter().rev() {
+        let whole = parse_state(candidate).and_then(|state| {
+            check_state(candidate, &state, job).map_err(Mismatch)?;
+            check_files(candidate, &state)?;
+            Ok(state)
+        });
+        match whole {
+            Ok(state) => {
+                let loaded = Loaded {
+                    dir: candidate.clone(),
+                    state,
+                };
+                if !damaged.is_empty() {
+                    tracing::warn!(
+                        "resume: passed over {} damaged checkpoint{} ({}); resuming from {}",
+                        damaged.len(),
+                        if damaged.len() == 1 { "" } else { "s" },
+                        damaged.join("; "),
+                        candidate.display()
+                    );
+                }
+                return Ok(Some(loaded));
+            }
+            Err(e) if e.is::<Mismatch>() => return Err(e),
+            Err(e) => damaged.push(format!("{e:#}")),
+        }
+    }
+    Err(crate::error::fail(
+        format!(
+            "resume: none of the {} checkpoints in `{}` reads back whole: {}",
+            all.len(),
+            dir.display(),
+            damaged.join("; ")
+        ),
+        "start a new run (another --output-dir, or without resume)",
+    ))
+}
+
+/// A checkpoint of another format or job (an error about the run, not damage to step over).
+#[derive(Debug)]
+struct Mismatch(anyhow::Error);
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
 impl Loaded {
+    /// Whether this checkpoint's data position means the same under `steps` (the plan of the
+    /// run resuming it).
+    pub fn fits(&self, steps: &crate::config::derived::Steps) -> Result<()> {
+        let st = &self.state;
+        if st.steps_per_epoch != steps.steps_per_epoch || st.total_steps != steps.total_steps {
+            return Err(crate::error::fail(
+                format!(
+                    "cannot resume from `{}`: it was written for {} steps per epoch and {} steps \
+                     in all, this configuration gives {} and {} (the data, batch size, epochs or \
+                     max_steps changed)",
+                    self.dir.display(),
+                    st.steps_per_epoch,
+                    st.total_steps,
+                    steps.steps_per_epoch,
+                    steps.total_steps
+                ),
+                "start a new run instead (another --output-dir)",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn load_model<M: Module>(&self, model: M) -> Result<M> {
         load_model_weights(model, &self.dir.join(MODEL))
     }
@@ -241,13 +380,57 @@ impl Loaded {
     }
 }
 
-/// Writes `model`'s weights as safetensors under runner's parameter paths.
+/// Writes `model`'s weights as safetensors under runner's parameter paths, durably: a kill
+/// leaves the previous file or none, never part of one.
 pub fn save_model_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
+    durable::write_with(path, |tmp| save_weights_to(model, tmp))
+}
+
+/// Writes the weights to `path` as it is (inside a checkpoint's temporary directory, or a
+/// durable write's temporary file).
+fn save_weights_to<M: Module>(model: &M, path: &Path) -> Result<()> {
     let mut store = SafetensorsStore::from_file(path).overwrite(true);
     model
         .save_into(&mut store)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// Whether a safetensors file is whole: its header parses and the file is exactly as long as
+/// the header's tensors say (what a write cut short, or a truncated copy, gets wrong).
+pub fn check_safetensors(path: &Path) -> Result<()> {
+    use std::io::Read as _;
+    let mut f =
+        fs::File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+    let len = f.metadata()?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)
+        .map_err(|_| anyhow::anyhow!("`{}` is cut short ({len} bytes)", path.display()))?;
+    let n = u64::from_le_bytes(n);
+    if n > len.saturating_sub(8) || n > 100 << 20 {
+        bail!(
+            "`{}` is cut short or not safetensors (header of {n} bytes, file of {len})",
+            path.display()
+        );
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)?;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+        .with_context(|| format!("`{}` has a damaged safetensors header", path.display()))?;
+    let end = header
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, t)| t["data_offsets"][1].as_u64())
+        .max()
+        .unwrap_or(0);
+    if 8 + n + end != len {
+        bail!(
+            "`{}` is {len} bytes, but its header describes {} (the file was cut short or damaged)",
+            path.display(),
+            8 + n + end
+        );
+    }
+    Ok(())
 }
 
 /// Loads every tensor of `model` from a safetensors file written by runner; names the
@@ -277,6 +460,7 @@ pub fn load_weights_named<M: Module>(
     if !path.is_file() {
         bail!("no weights file `{}`", path.display());
     }
+    check_safetensors(path)?;
     let mut store = SafetensorsStore::from_file(path).allow_partial(true);
     if naming == Naming::PyTorch {
         store = store.with_from_adapter(burn::store::PyTorchToBurnAdapter);

@@ -8,7 +8,8 @@
 //! On top of it, backend-independent: [`average_gradients`] (DDP's bucketed all-reduce, after
 //! the whole backward pass: burn's autodiff has no per-parameter hooks to start buckets
 //! early), [`broadcast_model`] (every rank starts from rank 0's weights, as DDP's constructor
-//! does) and [`Shard`] (each rank evaluates its part of a held-out set; the sums meet).
+//! does), [`part`] (each rank evaluates its part of a held-out set; the sums meet) and
+//! [`exchange`] (typed handshakes).
 
 use std::ops::Range;
 
@@ -16,6 +17,8 @@ use anyhow::{Result, bail};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{DType, Device, Tensor, TensorData};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub trait Collective: Send + Sync {
     /// This process's rank, 0 to `world() − 1`; rank 0 writes the run directory.
@@ -287,28 +290,33 @@ pub fn sum_host(coll: &dyn Collective, device: &Device, values: &mut [f64]) -> R
     Ok(())
 }
 
-/// This rank's part of an evaluation: a contiguous share of each held-out set, sums that meet
-/// across ranks, and whether it leaves files (rank 0 alone does).
-pub struct Shard<'a> {
-    pub coll: &'a dyn Collective,
-    pub device: &'a Device,
+/// The examples of a set of `n` that rank `rank` of `world` evaluates: `r·n/W .. (r+1)·n/W`,
+/// contiguous, so rank 0 holds the first ones (which the sample files show).
+pub fn part(rank: usize, world: usize, n: usize) -> Range<usize> {
+    let w = world.max(1);
+    rank * n / w..(rank + 1) * n / w
 }
 
-impl Shard<'_> {
-    /// The examples of a set of `n` this rank evaluates: rank r of W takes
-    /// `r·n/W .. (r+1)·n/W`, so rank 0 holds the first ones (which the sample grids show).
-    pub fn part(&self, n: usize) -> Range<usize> {
-        let (r, w) = (self.coll.rank(), self.coll.world());
-        r * n / w..(r + 1) * n / w
-    }
-    /// `values` summed over every rank's part.
-    pub fn sum(&self, values: &mut [f64]) -> Result<()> {
-        sum_host(self.coll, self.device, values)
-    }
-    /// Whether this rank writes files (sample grids, previews) into the run directory.
-    pub fn writes_files(&self) -> bool {
-        self.coll.rank() == 0
-    }
+/// Every rank's `value` under `key`, as JSON through [`Collective::exchange`] (the handshakes
+/// of a run: whether each rank is ready, the run directory, the checkpoint to resume).
+pub fn exchange<T: Serialize + DeserializeOwned>(
+    coll: &dyn Collective,
+    key: &str,
+    value: &T,
+) -> Result<Vec<T>> {
+    let text = serde_json::to_string(value)?;
+    coll.exchange(key, &text)?
+        .iter()
+        .enumerate()
+        .map(|(r, t)| {
+            serde_json::from_str(t).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} sent `{key}` as {t:?}, which is not what this rank expects: {e}",
+                    coll.describe(r)
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -324,41 +332,33 @@ mod tests {
     }
 
     #[test]
-    fn shards_cover_a_set_once() {
-        struct Fake(usize, usize);
-        impl Collective for Fake {
-            fn rank(&self) -> usize {
-                self.0
-            }
-            fn world(&self) -> usize {
-                self.1
-            }
-            fn all_reduce_sum(&self, f: Vec<Tensor<1>>) -> Result<Vec<Tensor<1>>> {
-                Ok(f)
-            }
-            fn broadcast(&self, f: Vec<Tensor<1>>) -> Result<Vec<Tensor<1>>> {
-                Ok(f)
-            }
-            fn exchange(&self, _: &str, v: &str) -> Result<Vec<String>> {
-                Ok(vec![v.into()])
-            }
-            fn describe(&self, r: usize) -> String {
-                format!("rank {r}")
-            }
-        }
-        let device = Device::flex();
+    fn parts_cover_a_set_once() {
         for (n, w) in [(10, 3), (2, 4), (256, 8)] {
-            let mut covered = Vec::new();
-            for r in 0..w {
-                let fake = Fake(r, w);
-                let shard = Shard {
-                    coll: &fake,
-                    device: &device,
-                };
-                covered.extend(shard.part(n));
-                assert_eq!(shard.writes_files(), r == 0);
-            }
+            let covered: Vec<usize> = (0..w).flat_map(|r| part(r, w, n)).collect();
             assert_eq!(covered, (0..n).collect::<Vec<_>>());
         }
+        assert_eq!(part(0, 1, 5), 0..5);
+    }
+
+    #[test]
+    fn exchanges_carry_typed_values() {
+        #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+        struct Ready {
+            dir: Option<String>,
+        }
+        let got = exchange(
+            &Single,
+            "ready",
+            &Ready {
+                dir: Some("runs/x".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [Ready {
+                dir: Some("runs/x".into())
+            }]
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! Batches are assembled on the CPU by [`Job::train_batch`], possibly in loader worker threads,
 //! and only become tensors in [`Job::loss`] on the training thread.
 
+use std::ops::Range;
 use std::path::Path;
 
 use anyhow::Result;
@@ -19,14 +20,13 @@ pub struct EvalSet {
     pub metrics: Vec<(String, f64)>,
 }
 
-/// Where an evaluation happens.
-pub struct EvalContext<'a> {
-    /// Optimizer steps done.
-    pub step: u64,
-    pub run_dir: &'a Path,
-    /// This rank's part of each held-out set, how the parts' sums meet, and whether this rank
-    /// writes files (in one process: everything, nothing to meet, yes).
-    pub shard: super::collective::Shard<'a>,
+/// A held-out set as the trainer sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldOut {
+    /// Short name of the set (a validation file's stem, e.g. `dev_matched`).
+    pub name: String,
+    /// Examples in it.
+    pub len: usize,
 }
 
 pub trait Job: Send + Sync + 'static {
@@ -58,16 +58,34 @@ pub trait Job: Send + Sync + 'static {
     /// Mean loss over the batch, `[1]`, with autodiff when the model is in training mode.
     fn loss(&self, model: &Self::Model, batch: Self::Batch, device: &Device) -> Result<Tensor<1>>;
 
-    /// Evaluates `model` (already in inference mode) on every held-out set; a job may also
-    /// leave files for people to look at in the run directory (the MAE reconstruction grid).
-    /// In a data-parallel run each rank evaluates `ctx.shard.part(n)` of a set of `n`, sums
-    /// its per-example statistics with the others' (`ctx.shard.sum`) and reports the same
-    /// metrics; only the rank that `ctx.shard.writes_files()` leaves files.
-    fn evaluate(
+    /// The held-out sets evaluations cover (none: the job is only trained).
+    fn held_out(&self) -> Vec<HeldOut>;
+
+    /// Sums of per-example statistics (a loss sum, confusion counts, …) over the examples
+    /// `range` of held-out set `set`, for `model` in inference mode. The trainer gives each
+    /// rank its part of every set and adds the parts' sums, so a job never sees other ranks.
+    fn eval_sums(
         &self,
         model: &Self::Model,
         device: &Device,
+        set: usize,
+        range: Range<usize>,
         batch_size: usize,
-        ctx: &EvalContext<'_>,
-    ) -> Result<Vec<EvalSet>>;
+    ) -> Result<Vec<f64>>;
+
+    /// The metrics of held-out set `set` from [`Job::eval_sums`] summed over all its examples.
+    fn eval_metrics(&self, set: usize, sums: &[f64]) -> Vec<(String, f64)>;
+
+    /// Files for people to look at, left in the run directory after each evaluation at
+    /// `step` (the MAE reconstruction grid, the CausalVAE previews). The trainer calls it once
+    /// per evaluation, in the process that writes the run directory.
+    fn draw(
+        &self,
+        _model: &Self::Model,
+        _device: &Device,
+        _step: u64,
+        _run_dir: &Path,
+    ) -> Result<()> {
+        Ok(())
+    }
 }

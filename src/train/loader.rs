@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::job::Job;
+use crate::config::derived::EpochShape;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -36,28 +37,31 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// How an epoch is cut (the arithmetic is the configuration's, so `runner show`, the
+    /// checkpoints and this plan agree).
+    fn shape(&self) -> EpochShape {
+        EpochShape::new(
+            self.examples,
+            self.batch_size,
+            self.world,
+            self.accum,
+            self.drop_last,
+        )
+    }
+
     /// Examples this rank sees per epoch.
     fn shard_len(&self) -> usize {
-        if self.drop_last {
-            self.examples / self.world
-        } else {
-            self.examples.div_ceil(self.world)
-        }
+        self.shape().examples_per_rank
     }
 
     /// Micro-batches in one epoch (the same on every rank).
     pub fn micro_batches_per_epoch(&self) -> usize {
-        let n = self.shard_len();
-        if self.drop_last {
-            n / self.batch_size
-        } else {
-            n.div_ceil(self.batch_size)
-        }
+        self.shape().micro_batches
     }
 
     /// Optimizer steps in one epoch (the last may have fewer micro-batches, as in HF's Trainer).
     pub fn steps_per_epoch(&self) -> u64 {
-        self.micro_batches_per_epoch().div_ceil(self.accum) as u64
+        self.shape().steps as u64
     }
 
     /// The example indices of every micro-batch of `epoch` on this rank, in order.
@@ -215,27 +219,6 @@ impl<J: Job> Drop for Loader<J> {
     }
 }
 
-/// Checks that an epoch has at least one batch.
-pub fn check_plan(plan: &Plan) -> Result<()> {
-    if plan.examples == 0 {
-        bail!("the training set is empty");
-    }
-    if plan.micro_batches_per_epoch() == 0 {
-        let per_rank = if plan.world > 1 {
-            format!(" ({} per rank on {} ranks)", plan.shard_len(), plan.world)
-        } else {
-            String::new()
-        };
-        bail!(
-            "the training set has {} examples{per_rank}, fewer than one batch of {} with \
-             `loader.drop_last: true`; lower train.per_device_batch_size or set loader.drop_last: false",
-            plan.examples,
-            plan.batch_size
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,8 +254,8 @@ mod tests {
         let p = plan(10, true);
         assert_eq!(p.micro_batches(0).len(), 2);
         assert_eq!(p.micro_batches_per_epoch(), 2);
-        assert!(check_plan(&plan(3, true)).is_err());
-        assert!(check_plan(&plan(3, false)).is_ok());
+        assert_eq!(plan(3, true).micro_batches_per_epoch(), 0);
+        assert_eq!(plan(3, false).micro_batches_per_epoch(), 1);
     }
 
     /// Two ranks' k-th micro-batches are the single process's k-th micro-batch of twice the

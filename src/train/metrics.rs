@@ -16,7 +16,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::job::EvalSet;
 use super::tensorboard::EventWriter;
-use crate::rundir::write_atomic;
+use crate::durable;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
@@ -40,7 +40,8 @@ pub struct Metrics {
 
 impl Metrics {
     /// Opens the sinks. When resuming from `resumed_step`, records of later steps (written
-    /// after that checkpoint by the killed run) are dropped, so the file holds one curve.
+    /// after that checkpoint by the killed run) are dropped from `metrics.jsonl` and the
+    /// TensorBoard files, so each holds one curve.
     pub fn open(
         run_dir: &Path,
         tensorboard_dir: Option<&Path>,
@@ -62,9 +63,19 @@ impl Metrics {
             None
         };
         let tensorboard = match tensorboard_dir {
-            Some(dir) => Some(EventWriter::create(dir).with_context(|| {
-                format!("cannot create TensorBoard files in `{}`", dir.display())
-            })?),
+            Some(dir) => {
+                if let Some(step) = resumed_step {
+                    super::tensorboard::truncate_after(dir, step).with_context(|| {
+                        format!(
+                            "cannot cut the TensorBoard files in `{}` back to step {step}",
+                            dir.display()
+                        )
+                    })?;
+                }
+                Some(EventWriter::create(dir).with_context(|| {
+                    format!("cannot create TensorBoard files in `{}`", dir.display())
+                })?)
+            }
             None => None,
         };
         Ok(Metrics { jsonl, tensorboard })
@@ -152,7 +163,7 @@ fn truncate_after(path: &Path, step: u64) -> Result<()> {
         })
         .flat_map(|l| [l, "\n"])
         .collect();
-    write_atomic(path, kept.as_bytes())
+    durable::write(path, kept.as_bytes())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod clip;
 pub mod collective;
+pub mod evaluate;
 pub mod job;
 pub mod loader;
 pub mod metrics;

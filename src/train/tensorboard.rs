@@ -4,7 +4,9 @@
 //! payload, masked CRC-32C of the payload), each payload an `Event` protobuf. We write only
 //! three messages (`Event`, `Summary`, `Summary.Value` with `simple_value`), so they are
 //! encoded by hand below rather than through a protobuf code generator and its build step.
-//! A resumed run opens a new file in the same directory; TensorBoard reads them all.
+//! A resumed run opens a new file in the same directory; TensorBoard reads them all, so the
+//! events the killed run wrote past its checkpoint are first cut from the older files
+//! ([`truncate_after`]): each step appears once, as in `metrics.jsonl`.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -24,7 +26,7 @@ impl EventWriter {
         static OPENED: AtomicU32 = AtomicU32::new(0);
         std::fs::create_dir_all(dir)?;
         let now = wall_time();
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        let host = crate::host::hostname();
         let n = OPENED.fetch_add(1, Ordering::Relaxed);
         let name = format!(
             "events.out.tfevents.{}.{host}.{}.{n}",
@@ -118,6 +120,99 @@ fn put_bytes(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Removes every event of a step after `step` from the event files in `dir` (the records a
+/// killed run wrote past the checkpoint its successor resumes from); a record cut short by
+/// the kill goes too. Files are rewritten durably; returns the events removed.
+pub fn truncate_after(dir: &Path, step: u64) -> io::Result<usize> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_name().to_string_lossy().contains("tfevents") || !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path)?;
+        let (kept, dropped) = keep_until(&bytes, step);
+        if dropped > 0 {
+            crate::durable::write(&path, &kept).map_err(io::Error::other)?;
+            removed += dropped;
+        }
+    }
+    Ok(removed)
+}
+
+/// The records of `bytes` whose event has no step or a step ≤ `step`, and how many were left
+/// out (a torn last record counts as one).
+fn keep_until(bytes: &[u8], step: u64) -> (Vec<u8>, usize) {
+    let mut kept = Vec::with_capacity(bytes.len());
+    let mut dropped = 0;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some(len) = rest
+            .get(..8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        else {
+            dropped += 1;
+            break;
+        };
+        let Some(end) = usize::try_from(len).ok().and_then(|l| l.checked_add(16)) else {
+            dropped += 1;
+            break;
+        };
+        let Some(record) = rest.get(..end) else {
+            dropped += 1;
+            break;
+        };
+        let payload = &record[12..end - 4];
+        if event_step(payload).is_none_or(|s| s <= step) {
+            kept.extend_from_slice(record);
+        } else {
+            dropped += 1;
+        }
+        rest = &rest[end..];
+    }
+    (kept, dropped)
+}
+
+/// `Event.step` (field 2) of an encoded event, if it has one.
+fn event_step(mut event: &[u8]) -> Option<u64> {
+    while !event.is_empty() {
+        let key = take_varint(&mut event)?;
+        let (field, wire) = (key >> 3, (key & 7) as u8);
+        match wire {
+            WIRE_VARINT => {
+                let v = take_varint(&mut event)?;
+                if field == 2 {
+                    return Some(v);
+                }
+            }
+            WIRE_FIXED64 => event = event.get(8..)?,
+            WIRE_FIXED32 => event = event.get(4..)?,
+            WIRE_LEN => {
+                let n = usize::try_from(take_varint(&mut event)?).ok()?;
+                event = event.get(n..)?;
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +236,33 @@ mod tests {
             rest = &rest[16 + len..];
         }
         out
+    }
+
+    #[test]
+    fn truncating_keeps_steps_up_to_the_checkpoint_and_drops_torn_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = EventWriter::create(dir.path()).unwrap();
+        for step in 1..=6u64 {
+            w.scalar("train/loss", step, step as f32).unwrap();
+        }
+        w.flush().unwrap();
+        let path = w.path().to_path_buf();
+        drop(w);
+        // A kill mid-record: half of a seventh record.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[9, 0, 0]);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(truncate_after(dir.path(), 4).unwrap(), 3);
+        let steps: Vec<Option<u64>> = records(&std::fs::read(&path).unwrap())
+            .iter()
+            .map(|r| event_step(r))
+            .collect();
+        assert_eq!(steps, [None, Some(1), Some(2), Some(3), Some(4)]);
+        assert_eq!(
+            truncate_after(dir.path(), 4).unwrap(),
+            0,
+            "nothing left to cut"
+        );
     }
 
     #[test]

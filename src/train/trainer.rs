@@ -14,33 +14,39 @@
 //! each micro-batch (`Plan`), starts from rank 0's weights, and averages gradients and loss
 //! with the others before the non-finite check, clipping and AdamW, so every rank applies the
 //! same update and N ranks × batch b train like one process with batch N·b. Evaluations sum
-//! over the ranks' parts of each held-out set. Rank 0 alone writes metrics, samples,
-//! checkpoints, the final weights and `summary.json`.
+//! over the ranks' parts of each held-out set (`evaluate`). Rank 0 alone writes metrics,
+//! samples, checkpoints, the final weights and `summary.json`.
+//!
+//! Stopping: `Settings::stop` is asked at every step boundary; when it says so (a signal), the
+//! loop ends there, a checkpoint is written when checkpointing is on, and the summary says
+//! `interrupted` (no final weights, no `summary.json`: the run is not over, `resume=auto`
+//! continues it).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, FloatDType};
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::checkpoint::{self, TrainState};
+use super::checkpoint::{self, Loaded, TrainState};
 use super::collective::{self, Collective};
-use super::job::{EvalContext, EvalSet, Job};
-use super::loader::{Loader, Plan, check_plan};
+use super::evaluate::evaluate;
+use super::job::{EvalSet, Job};
+use super::loader::{Loader, Plan};
 use super::metrics::{Metrics, TrainRecord};
 use super::precision::{LossScale, Precision, Verdict};
 use super::progress::Progress;
 use super::schedule::{DEFAULT_WSD_DECAY_FRACTION, Schedule};
 use super::seed::{epoch_seed, rank_step_seed};
 use super::{backend, clip, optim, params};
-use crate::config::derived::Derived;
+use crate::config::derived::{Derived, Steps};
 use crate::config::types::{Experiment, Strategy};
-use crate::rundir::write_atomic;
+use crate::error::fail;
 
 pub const SUMMARY_FILE: &str = "summary.json";
 pub const FINAL_WEIGHTS: &str = "model.safetensors";
@@ -51,17 +57,34 @@ const RNG_SCHEME: &str = "reseeded before every step from (seed, step)";
 pub struct Settings<'a> {
     pub exp: &'a Experiment,
     pub derived: &'a Derived,
+    /// The length of training for this job's training set (`Derived::steps`).
+    pub steps: &'a Steps,
     pub run_dir: &'a Path,
     /// Draw a live progress bar (a terminal, not `--quiet`, text logs).
     pub live_bar: bool,
     /// The other ranks of a data-parallel run (`collective::Single` when training alone).
     pub collective: &'a dyn Collective,
+    /// The checkpoint to continue from, picked and checked before the run directory was
+    /// touched (the same on every rank).
+    pub resume: Option<&'a Loaded>,
+    /// Asked at every step boundary: whether to stop there (a signal arrived).
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// How the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ended {
+    /// Every step was taken.
+    Completed,
+    /// `Settings::stop` asked to stop at a step boundary.
+    Interrupted,
 }
 
 /// `summary.json`: how the run ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    pub status: &'static str,
+    pub status: Ended,
     pub job: String,
     pub steps: u64,
     pub total_steps: u64,
@@ -99,35 +122,16 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         rank,
         world,
     };
-    check_plan(&plan)?;
-    let steps_per_epoch = plan.steps_per_epoch();
-    let total_steps = exp
-        .train
-        .max_steps
-        .unwrap_or(u64::from(exp.train.epochs) * steps_per_epoch);
-    let schedule = schedule(exp, s.derived, steps_per_epoch, total_steps)?;
+    let steps = s.steps;
+    let (steps_per_epoch, total_steps) = (steps.steps_per_epoch, steps.total_steps);
+    let schedule = schedule(exp, s.derived, steps)?;
 
-    // --- model, optimizer, and where to start (rank 0 tidies the run directory and picks the
-    // checkpoint; every rank loads that one)
-    let resume_dir = if main {
+    // --- model, optimizer, and where to start
+    if main {
         checkpoint::remove_partial(s.run_dir)?;
-        find_resume(exp, s.run_dir)?
-    } else {
-        None
-    };
-    let resume_dir = if coll.is_identity() {
-        resume_dir
-    } else {
-        let picked = resume_dir
-            .as_ref()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default();
-        Some(PathBuf::from(&coll.exchange("resume", &picked)?[0]))
-            .filter(|d| !d.as_os_str().is_empty())
-    };
-    let resume = resume_dir
-        .map(|dir| checkpoint::read(&dir, job_name))
-        .transpose()?;
+        crate::durable::remove_leftovers(s.run_dir);
+    }
+    let resume = s.resume;
     let _rng = super::backend::RNG_LOCK
         .lock()
         .unwrap_or_else(|e| e.into_inner());
@@ -143,21 +147,12 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
     }
     let mut precision = Precision::new(&exp.precision);
     let mut optim = optim::build(&exp.optimizer, &model);
-    let mut step = u64::from(exp.train.start_epoch) * steps_per_epoch;
+    let mut step = steps.first_step;
     let mut samples = 0u64;
     let mut train_seconds = 0.0;
-    if let Some(loaded) = &resume {
+    if let Some(loaded) = resume {
         let st = &loaded.state;
-        if st.steps_per_epoch != steps_per_epoch || st.total_steps != total_steps {
-            bail!(
-                "cannot resume from `{}`: it was written for {} steps per epoch and {} steps in all, \
-                 this configuration gives {steps_per_epoch} and {total_steps} (the data, batch size, \
-                 epochs or max_steps changed); start a new run instead",
-                loaded.dir.display(),
-                st.steps_per_epoch,
-                st.total_steps
-            );
-        }
+        loaded.fits(steps)?;
         model = loaded.load_model(model)?;
         optim = loaded.load_optimizer(optim)?;
         precision.restore(st.loss_scale);
@@ -184,7 +179,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
             s.run_dir,
             tb_dir.as_deref(),
             exp.logging.jsonl,
-            resume.as_ref().map(|r| r.state.step),
+            resume.map(|r| r.state.step),
         )?
     } else {
         Metrics::none()
@@ -200,20 +195,23 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         total_steps,
     };
     let mut last_eval: Option<(u64, Vec<EvalSet>)> = None;
-    let mut last_checkpoint: Option<(u64, PathBuf)> =
-        resume.as_ref().map(|r| (r.state.step, r.dir.clone()));
+    let mut last_checkpoint: Option<(u64, PathBuf)> = resume.map(|r| (r.state.step, r.dir.clone()));
     let mut final_loss = None;
     let mut interval = Interval::new();
     let mut lr = 0.0;
+    let mut ended = Ended::Completed;
 
-    let evaluate = |model: &J::Model, step: u64, metrics: &mut Metrics| -> Result<Vec<EvalSet>> {
+    let run_eval = |model: &J::Model, step: u64, metrics: &mut Metrics| -> Result<Vec<EvalSet>> {
         let started = Instant::now();
-        let ctx = EvalContext {
+        let sets = evaluate(
+            &*job,
+            &model.valid(),
+            device,
+            eval_batch,
+            coll,
             step,
-            run_dir: s.run_dir,
-            shard: collective::Shard { coll, device },
-        };
-        let sets = job.evaluate(&model.valid(), device, eval_batch, &ctx)?;
+            s.run_dir,
+        )?;
         let epoch = step as f64 / steps_per_epoch as f64;
         metrics.eval(step, epoch, &sets)?;
         progress.suspend(|| {
@@ -235,11 +233,12 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
     };
 
     if exp.eval.on_start && exp.eval.strategy != Strategy::No && resume.is_none() {
-        last_eval = Some((step, evaluate(&model, step, &mut metrics)?));
+        last_eval = Some((step, run_eval(&model, step, &mut metrics)?));
     }
     let segment_start = Instant::now();
     let seconds_before = train_seconds;
-    while step < total_steps {
+    let start_step = step;
+    'epochs: while step < total_steps {
         let epoch = step / steps_per_epoch;
         let micro = plan.micro_batches(epoch);
         let first_micro = ((step % steps_per_epoch) as usize) * plan.accum;
@@ -258,6 +257,10 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
             exp.loader.prefetch_factor as usize,
         );
         for group in &groups {
+            if (s.stop)() {
+                ended = Ended::Interrupted;
+                break 'epochs;
+            }
             coll.progress(step);
             // Each rank its own dropout masks (rank 0's are the single-process ones).
             device.seed(rank_step_seed(exp.seed, step, rank));
@@ -300,16 +303,19 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
                 } else {
                     format!("the loss is {loss_value}")
                 };
-                bail!(
-                    "{what} at step {} (epoch {epoch}); training stopped before applying that update. \
-                     The last good checkpoint is {}. Lower optimizer.lr, set train.clip_grad_norm, \
-                     or check the data; continue from the checkpoint with `--set resume=auto`",
-                    step + 1,
-                    last_checkpoint
-                        .as_ref()
-                        .map(|(_, p)| format!("`{}`", p.display()))
-                        .unwrap_or_else(|| "none (no checkpoint was written yet)".into())
-                );
+                return Err(fail(
+                    format!(
+                        "{what} at step {} (epoch {epoch}); training stopped before applying \
+                         that update. The last good checkpoint is {}",
+                        step + 1,
+                        last_checkpoint
+                            .as_ref()
+                            .map(|(_, p)| format!("`{}`", p.display()))
+                            .unwrap_or_else(|| "none (no checkpoint was written yet)".into())
+                    ),
+                    "lower optimizer.lr, set train.clip_grad_norm, or check the data; continue \
+                     from the checkpoint with `--set resume=auto`",
+                ));
             }
             lr = schedule.lr(step);
             if let Verdict::Skip { from, to } = verdict {
@@ -355,7 +361,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
                 Strategy::Epoch => epoch_end,
             };
             if due(exp.eval.strategy, exp.eval.every_steps) {
-                last_eval = Some((step, evaluate(&model, step, &mut metrics)?));
+                last_eval = Some((step, run_eval(&model, step, &mut metrics)?));
             }
             if due(exp.checkpoint.strategy, exp.checkpoint.every_steps) {
                 let seconds = seconds_before + segment_start.elapsed().as_secs_f64();
@@ -378,12 +384,19 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         }
     }
 
-    // --- the end: a last evaluation and checkpoint unless the loop just made them
-    if exp.eval.strategy != Strategy::No && last_eval.as_ref().is_none_or(|(s, _)| *s != step) {
-        last_eval = Some((step, evaluate(&model, step, &mut metrics)?));
+    // --- the end: a last evaluation (unless interrupted) and checkpoint unless the loop just
+    // made them
+    if ended == Ended::Completed
+        && exp.eval.strategy != Strategy::No
+        && last_eval.as_ref().is_none_or(|(s, _)| *s != step)
+    {
+        last_eval = Some((step, run_eval(&model, step, &mut metrics)?));
     }
     train_seconds = seconds_before + segment_start.elapsed().as_secs_f64();
+    // Stopped before taking a step, there is nothing new to keep.
+    let progressed = ended == Ended::Completed || step > start_step;
     if exp.checkpoint.strategy != Strategy::No
+        && progressed
         && last_checkpoint.as_ref().is_none_or(|(s, _)| *s != step)
     {
         let state = at.state(step, samples, lr, train_seconds, precision.loss_scale());
@@ -395,7 +408,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         last_checkpoint = Some((step, dir));
     }
     let weights = s.run_dir.join(FINAL_WEIGHTS);
-    if main {
+    if main && ended == Ended::Completed {
         checkpoint::save_model_weights(&model, &weights)?;
     }
     progress.finish();
@@ -410,7 +423,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         eval.insert(set.name, Json::Object(m));
     }
     let summary = Summary {
-        status: "completed",
+        status: ended,
         job: job_name.to_string(),
         steps: step,
         total_steps,
@@ -429,8 +442,8 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         resumed_from: resume.map(|r| r.dir.display().to_string()),
         loss_scale: precision.loss_scale(),
     };
-    if main {
-        write_atomic(
+    if main && ended == Ended::Completed {
+        crate::durable::write(
             &s.run_dir.join(SUMMARY_FILE),
             &serde_json::to_vec_pretty(&summary)?,
         )?;
@@ -471,34 +484,14 @@ impl StateOf<'_> {
             lr,
             train_seconds,
             loss_scale,
+            files: Default::default(),
         }
     }
 }
 
-/// The schedule once the number of steps is known from the data.
-fn schedule(
-    exp: &Experiment,
-    derived: &Derived,
-    steps_per_epoch: u64,
-    total: u64,
-) -> Result<Schedule> {
+/// The schedule for the steps the data gives.
+fn schedule(exp: &Experiment, derived: &Derived, steps: &Steps) -> Result<Schedule> {
     let sched = &exp.scheduler;
-    let warmup = if let Some(w) = sched.warmup_steps {
-        w as f64
-    } else if let Some(r) = sched.warmup_ratio {
-        // HF's Trainer: ceil(warmup_ratio × total steps).
-        (r * total as f64).ceil()
-    } else if let Some(e) = sched.warmup_epochs {
-        e * steps_per_epoch as f64
-    } else {
-        0.0
-    };
-    if warmup > 0.0 && warmup >= total as f64 {
-        bail!(
-            "warmup ({warmup} steps) is not shorter than training ({total} steps, {steps_per_epoch} per epoch); \
-             shorten scheduler.warmup_* or train longer"
-        );
-    }
     Ok(Schedule {
         style: sched.style,
         peak: derived
@@ -506,41 +499,10 @@ fn schedule(
             .context("no learning rate (validation should have caught this)")?,
         min_lr: exp.optimizer.min_lr,
         warmup_init_lr: sched.warmup_init_lr,
-        warmup,
-        total: total as f64,
+        warmup: steps.warmup_steps,
+        total: steps.total_steps as f64,
         decay_fraction: sched.decay_fraction.unwrap_or(DEFAULT_WSD_DECAY_FRACTION),
     })
-}
-
-/// The checkpoint directory `resume` points at, if any.
-fn find_resume(exp: &Experiment, run_dir: &Path) -> Result<Option<PathBuf>> {
-    let Some(resume) = &exp.resume else {
-        return Ok(None);
-    };
-    let dir = if resume == "auto" {
-        match checkpoint::list(run_dir)?.pop() {
-            Some((_, dir)) => dir,
-            None => {
-                tracing::info!(
-                    "resume: auto found no checkpoint in {}; starting fresh",
-                    run_dir.display()
-                );
-                return Ok(None);
-            }
-        }
-    } else {
-        let p = PathBuf::from(resume);
-        if p.join(checkpoint::DIR).is_dir() {
-            // A run directory: its newest checkpoint.
-            checkpoint::list(&p)?
-                .pop()
-                .map(|(_, d)| d)
-                .with_context(|| format!("resume: `{resume}` holds no complete checkpoint"))?
-        } else {
-            p
-        }
-    };
-    Ok(Some(dir))
 }
 
 /// Running means between two log lines.

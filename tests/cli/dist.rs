@@ -255,9 +255,17 @@ fn two_ranks_resume_from_the_same_checkpoint_and_repeat_the_curve() {
     ];
     stdout(runner().args(mnli_args(&full, &args)));
     stdout(runner().args(mnli_args(&cut, &args)));
-    // As if killed after step 3: the later checkpoint and the final files gone.
+    // As if killed after step 3: the later checkpoint and the final files gone, the record
+    // still `running` (its process is gone, so it reads as interrupted).
     std::fs::remove_dir_all(cut.join("checkpoints/step-00000006")).unwrap();
     std::fs::remove_file(cut.join("model.safetensors")).unwrap();
+    std::fs::remove_file(cut.join("summary.json")).unwrap();
+    let meta = std::fs::read_to_string(cut.join("meta.json")).unwrap();
+    std::fs::write(
+        cut.join("meta.json"),
+        meta.replace("\"completed\"", "\"running\""),
+    )
+    .unwrap();
     stdout(runner().args(mnli_args(&cut, &[&args[..], &["resume=auto"]].concat())));
     assert_eq!(
         summary(&cut)["resumed_from"]

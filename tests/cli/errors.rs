@@ -50,6 +50,7 @@ fn unknown_keys_suggest_runner_names_for_seed_tool_arguments() {
         assert!(err.contains(fix), "{fix}\n{err}");
     }
     assert!(err.contains("4 problems"), "{err}");
+    insta::assert_snapshot!("unknown_keys", err);
 }
 
 #[test]
@@ -65,6 +66,7 @@ fn rejected_seed_arguments_say_why() {
         "{err}"
     );
     assert!(err.contains("graph-compiler"), "{err}");
+    insta::assert_snapshot!("rejected_seed_arguments", err);
 }
 
 #[test]
@@ -95,6 +97,7 @@ fn wrong_types_name_file_line_and_expectation() {
         "{err}"
     );
     assert!(err.contains("e.toml:4:1"), "{err}");
+    insta::assert_snapshot!("wrong_type_toml", err);
 }
 
 #[test]
@@ -288,6 +291,7 @@ fn every_problem_is_reported_at_once() {
         assert!(err.contains(what), "{what}\n{err}");
     }
     assert!(err.contains("7 problems"), "{err}");
+    insta::assert_snapshot!("every_problem_at_once", err);
 }
 
 #[test]
@@ -311,6 +315,7 @@ fn cross_key_rules() {
         &format!("{MINIMAL_MAE}hardware: {{nproc_per_node: 2}}\n"),
     );
     assert!(err.contains("single-process"), "{err}");
+    insta::assert_snapshot!("flex_is_single_process", err);
     let err = validate(
         dir.path(),
         "e.yaml",

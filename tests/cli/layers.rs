@@ -204,4 +204,7 @@ fn explain_is_valid_yaml_with_a_source_per_leaf() {
     assert!(text.contains("# experiments/mnli.yaml:"), "{text}");
     let v: serde_yaml::Value = serde_yaml::from_str(&text).expect("explain output parses as YAML");
     assert_eq!(v["train"]["epochs"], serde_yaml::Value::from(1));
+    insta::assert_snapshot!("show_explain_mnli_8xa100", text);
+    let tiny = stdout(runner().args(["show", "experiments/mnli-tiny.yaml", "--explain"]));
+    insta::assert_snapshot!("show_explain_mnli_tiny", tiny);
 }

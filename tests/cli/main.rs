@@ -9,6 +9,7 @@ mod commands;
 mod errors;
 mod fuzz_config;
 mod layers;
+mod lifecycle;
 mod mae;
 mod pretrained_minilm;
 mod seeds;

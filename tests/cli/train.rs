@@ -3,14 +3,14 @@
 //! accumulation, kill-and-resume, checkpoints under kills, non-finite losses, bad inputs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command as StdCommand, Stdio};
+use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use serde_json::Value as Json;
 
 /// `runner run experiments/mnli-tiny.yaml --output-dir OUT` plus `overrides`.
-fn tiny(out: &Path, overrides: &[&str]) -> assert_cmd::Command {
+pub(crate) fn tiny(out: &Path, overrides: &[&str]) -> assert_cmd::Command {
     let mut cmd = runner();
     cmd.args([
         "run",
@@ -24,14 +24,14 @@ fn tiny(out: &Path, overrides: &[&str]) -> assert_cmd::Command {
 }
 
 /// Short runs: every step logged, no evaluation.
-const SHORT: &[&str] = &[
+pub(crate) const SHORT: &[&str] = &[
     "train.max_steps=24",
     "train.log_every_steps=1",
     "eval.strategy=no",
     "checkpoint.strategy=no",
 ];
 
-fn records(run: &Path) -> Vec<Json> {
+pub(crate) fn records(run: &Path) -> Vec<Json> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .expect("metrics.jsonl")
         .lines()
@@ -40,19 +40,19 @@ fn records(run: &Path) -> Vec<Json> {
 }
 
 /// (step, loss) of every training record.
-fn losses(run: &Path) -> Vec<(u64, f64)> {
+pub(crate) fn losses(run: &Path) -> Vec<(u64, f64)> {
     records(run)
         .iter()
         .filter_map(|r| Some((r["step"].as_u64()?, r.get("loss")?.as_f64()?)))
         .collect()
 }
 
-fn json_file(path: PathBuf) -> Json {
+pub(crate) fn json_file(path: PathBuf) -> Json {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn checkpoint_steps(run: &Path) -> Vec<String> {
+pub(crate) fn checkpoint_steps(run: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
         .map(|d| {
             d.flatten()
@@ -218,7 +218,7 @@ fn gradient_accumulation_matches_one_big_batch() {
 }
 
 /// Two safetensors files hold the same tensors, bit for bit (the header's order may differ).
-fn assert_same_tensors(a: &Path, b: &Path) {
+pub(crate) fn assert_same_tensors(a: &Path, b: &Path) {
     let (ba, bb) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
     let (ta, tb) = (
         safetensors::SafeTensors::deserialize(&ba).unwrap(),
@@ -236,9 +236,10 @@ fn assert_same_tensors(a: &Path, b: &Path) {
     }
 }
 
-/// Starts a run in the background and SIGKILLs it once `ready(run)` holds.
-fn kill_when(args: &[&str], run: &Path, ready: impl Fn(&Path) -> bool) {
-    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("runner"))
+/// `runner run experiments/mnli-tiny.yaml --output-dir RUN ARGS…` in the background, its
+/// output to `output` (what a test reads afterwards, or `Stdio::null()`).
+pub(crate) fn spawn_tiny(run: &Path, args: &[&str], output: impl Fn() -> Stdio) -> Child {
+    StdCommand::new(assert_cmd::cargo::cargo_bin("runner"))
         .current_dir(repo())
         .args([
             "run",
@@ -248,10 +249,15 @@ fn kill_when(args: &[&str], run: &Path, ready: impl Fn(&Path) -> bool) {
         ])
         .arg(run)
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(output())
+        .stderr(output())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Starts a run in the background and SIGKILLs it once `ready(run)` holds.
+pub(crate) fn kill_when(args: &[&str], run: &Path, ready: impl Fn(&Path) -> bool) {
+    let mut child = spawn_tiny(run, args, Stdio::null);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !ready(run) {
         assert!(Instant::now() < deadline, "the run never got there");
@@ -264,13 +270,13 @@ fn kill_when(args: &[&str], run: &Path, ready: impl Fn(&Path) -> bool) {
     child.wait().unwrap();
 }
 
-fn logged_steps(run: &Path) -> u64 {
+pub(crate) fn logged_steps(run: &Path) -> u64 {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .map(|t| t.lines().count() as u64)
         .unwrap_or(0)
 }
 
-const RESUMABLE: &[&str] = &[
+pub(crate) const RESUMABLE: &[&str] = &[
     "train.max_steps=30",
     "train.log_every_steps=1",
     "eval.strategy=no",
@@ -382,6 +388,25 @@ fn a_non_finite_loss_stops_the_run_and_names_the_step() {
         "{err}"
     );
     assert!(err.contains("last good checkpoint"), "{err}");
+    // As cargo prints errors: the failure, its cause, then the fix on a line of its own.
+    let error = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .expect("an error line");
+    assert!(
+        error.starts_with("error: training failed (run directory "),
+        "{err}"
+    );
+    assert!(err.contains("\n\nCaused by:\n  the "), "{err}");
+    let help = err
+        .lines()
+        .find(|l| l.starts_with("help: "))
+        .expect("a help line");
+    assert!(help.starts_with("help: lower optimizer.lr"), "{err}");
+    assert!(
+        !error.contains("lower optimizer.lr"),
+        "the fix is not in the error line"
+    );
     let meta = json_file(run.join("meta.json"));
     assert_eq!(meta["status"], "failed");
     assert!(meta["error"].as_str().unwrap().contains("at step"));
@@ -425,6 +450,7 @@ fn an_output_dir_that_cannot_be_created_is_reported() {
 #[test]
 fn settings_the_engine_lacks_are_refused_not_ignored() {
     let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
     for (setting, named) in [
         (
             "train.gradient_checkpointing=true",
@@ -435,13 +461,65 @@ fn settings_the_engine_lacks_are_refused_not_ignored() {
             "train.auto_find_batch_size",
         ),
     ] {
-        let run = tmp.path().join("run");
-        let (code, err) = failure(tiny(&run, SHORT).arg(setting));
-        assert_eq!(code, 1, "{err}");
+        let message = format!("{named} is not implemented by runner's engine yet");
+        // validate, validate --strict, run --dry-run and run: the same message, exit 2.
+        let mut messages = Vec::new();
+        for args in [
+            &["validate"][..],
+            &["validate", "--strict"],
+            &["run", "--dry-run"],
+            &["run"],
+        ] {
+            let (code, err) = failure(
+                runner()
+                    .args(args)
+                    .args(["experiments/mnli-tiny.yaml", "--output-dir"])
+                    .arg(&run)
+                    .args(SHORT)
+                    .arg(setting),
+            );
+            assert_eq!(code, 2, "{args:?}: {err}");
+            assert!(err.contains(&message), "{args:?}: {err}");
+            messages.push(
+                err.lines()
+                    .find(|l| l.contains(&message))
+                    .unwrap()
+                    .to_string(),
+            );
+            assert!(!run.exists(), "{args:?} wrote nothing");
+        }
+        messages.dedup();
+        assert_eq!(messages.len(), 1, "one message: {messages:?}");
+        // show prints the configuration, with the message as a warning.
+        let out = runner()
+            .args(["show", "experiments/mnli-tiny.yaml"])
+            .arg(setting)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
         assert!(
-            err.contains(&format!("{named} is not implemented")),
+            err.contains("warning[unsupported]") && err.contains(&message),
             "{err}"
         );
-        assert!(!run.exists());
+        assert!(
+            String::from_utf8_lossy(&out.stdout)
+                .contains(&format!("{}: true", named.split('.').nth(1).unwrap()))
+        );
     }
+    // The huge-model profile sets gradient checkpointing: until the engine has it, validate
+    // says so instead of "ok".
+    let (code, err) = failure(runner().args([
+        "validate",
+        "experiments/mae.yaml",
+        "--profile",
+        "1xA100",
+        "--profile",
+        "huge-model",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("train.gradient_checkpointing is not implemented"),
+        "{err}"
+    );
 }

@@ -6,19 +6,20 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Tensor engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Backend {
     Flex,
     Tch,
 }
 
 impl Backend {
+    /// The name used in files (serde's and strum's `snake_case`, checked equal by a test).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Flex => "flex",
-            Backend::Tch => "tch",
-        }
+        self.into()
     }
 }
 
@@ -94,13 +95,23 @@ impl JsonSchema for Device {
 }
 
 /// Collective-communication library for data-parallel training.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum DistBackend {
     Nccl,
     Gloo,
     Mpi,
     Hccl,
+}
+
+impl DistBackend {
+    /// The name used in files and by c10d (`nccl`, `gloo`).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// Backend, device and process layout (torchrun / Megatron distributed arguments).

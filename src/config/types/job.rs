@@ -10,8 +10,22 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// What is trained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum JobKind {
     Mae,
     TextClassification,
@@ -19,23 +33,15 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [
-        JobKind::Mae,
-        JobKind::TextClassification,
-        JobKind::CausalVae,
-    ];
+    pub const ALL: &[JobKind] = <JobKind as strum::VariantArray>::VARIANTS;
 
     /// The name used in files (`job: text_classification`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobKind::Mae => "mae",
-            JobKind::TextClassification => "text_classification",
-            JobKind::CausalVae => "causal_vae",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<JobKind> {
-        Self::ALL.into_iter().find(|j| j.as_str() == s)
+        s.parse().ok()
     }
 
     /// Names of the schema definitions of this job's `model` and `data` sections.

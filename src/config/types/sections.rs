@@ -206,8 +206,11 @@ impl Default for SchedulerConfig {
 }
 
 /// Numeric type of the forward and backward passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Dtype {
     Fp32,
     Bf16,
@@ -215,12 +218,9 @@ pub enum Dtype {
 }
 
 impl Dtype {
+    /// The name used in files (`fp32`, `bf16`, `fp16`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Dtype::Fp32 => "fp32",
-            Dtype::Bf16 => "bf16",
-            Dtype::Fp16 => "fp16",
-        }
+        self.into()
     }
 }
 

@@ -22,7 +22,7 @@ use super::video::{self, VideoReader, Window};
 use super::weights;
 use crate::config::types::{CausalVaeData, CausalVaeModel, ReconstructionLoss};
 use crate::jobs::{Skipped, spread};
-use crate::train::job::{EvalContext, EvalSet, Job};
+use crate::train::job::{HeldOut, Job};
 use crate::train::seed::mix;
 
 pub struct CausalVaeJob {
@@ -154,6 +154,30 @@ impl CausalVaeJob {
             too_short: Skipped::default(),
             unreadable: Skipped::default(),
         })
+    }
+
+    /// The posterior mean's reconstruction of `n` clips (evaluations compare like with like,
+    /// free of sampling noise): the reconstructed pixels, the mean reconstruction error and
+    /// the summed KL.
+    fn reconstruct(
+        &self,
+        model: &CausalVae,
+        input: &[f32],
+        n: usize,
+        device: &Device,
+    ) -> Result<(Vec<f32>, f32, f32)> {
+        let x = self.clips(input.to_vec(), n, device);
+        let posterior = model.encode(x.clone());
+        let recon = model.decode(posterior.mean.clone());
+        let rec: f32 = reconstruction_error(x, recon.clone(), self.reconstruction)
+            .mean()
+            .into_scalar();
+        let kl: f32 = posterior.kl().sum().into_scalar();
+        let recon = recon
+            .into_data()
+            .try_to_vec()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok((recon, rec, kl))
     }
 
     fn clip_len(&self) -> usize {
@@ -296,93 +320,74 @@ impl Job for CausalVaeJob {
         Ok(model.loss(x, eps, self.kl_weight, self.reconstruction))
     }
 
-    fn evaluate(
+    fn held_out(&self) -> Vec<HeldOut> {
+        vec![HeldOut {
+            name: "held_out".into(),
+            len: self.eval_pixels.len() / self.clip_len(),
+        }]
+    }
+
+    /// PSNR, reconstruction error and KL, each summed over the clips.
+    fn eval_sums(
         &self,
         model: &CausalVae,
         device: &Device,
+        _set: usize,
+        range: std::ops::Range<usize>,
         batch_size: usize,
-        ctx: &EvalContext<'_>,
-    ) -> Result<Vec<EvalSet>> {
+    ) -> Result<Vec<f64>> {
         let len = self.clip_len();
-        let n = self.eval_pixels.len() / len;
-        let part = ctx.shard.part(n);
-        let (mut rec_sum, mut kl_sum) = (0.0f64, 0.0f64);
-        let mut psnrs = Vec::with_capacity(part.len());
-        let mut previews: Vec<Vec<f32>> = Vec::new();
-        // The clips the preview shows are the set's first: rank 0's part holds them, and rank 0
-        // reconstructs any beyond its part once more for the preview alone.
-        let preview_clips = if ctx.shard.writes_files() {
-            self.preview_clips.min(n)
-        } else {
-            0
-        };
-        let mut start = part.start;
-        while start < part.end {
-            let end = (start + batch_size.max(1)).min(part.end);
+        let (mut psnr_sum, mut rec_sum, mut kl_sum) = (0.0f64, 0.0f64, 0.0f64);
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + batch_size.max(1)).min(range.end);
             let input = &self.eval_pixels[start * len..end * len];
-            let x = self.clips(input.to_vec(), end - start, device);
-            // The posterior mean: evaluations compare like with like, free of sampling noise.
-            let posterior = model.encode(x.clone());
-            let recon = model.decode(posterior.mean.clone());
-            let rec: f32 = reconstruction_error(x, recon.clone(), self.reconstruction)
-                .mean()
-                .into_scalar();
-            let kl: f32 = posterior.kl().sum().into_scalar();
+            let (recon, rec, kl) = self.reconstruct(model, input, end - start, device)?;
             rec_sum += f64::from(rec) * (end - start) as f64;
             kl_sum += f64::from(kl);
-            let recon: Vec<f32> = recon
-                .into_data()
-                .try_to_vec()
-                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            psnrs.extend(psnr(input, &recon, len));
-            for clip in recon.chunks(len) {
-                if previews.len() < preview_clips {
-                    previews.push(clip.to_vec());
-                }
-            }
+            psnr_sum += psnr(input, &recon, len).into_iter().sum::<f64>();
             start = end;
         }
-        while previews.len() < preview_clips {
-            let i = previews.len();
-            let x = self.clips(self.eval_pixels[i * len..(i + 1) * len].to_vec(), 1, device);
-            let recon = model.decode(model.encode(x).mean);
-            previews.push(
-                recon
-                    .into_data()
-                    .try_to_vec()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?,
-            );
-        }
-        let mut sums = [psnrs.iter().sum::<f64>(), rec_sum, kl_sum];
-        ctx.shard.sum(&mut sums)?;
-        let [psnr_sum, rec_sum, kl_sum] = sums;
-        if !previews.is_empty() {
-            let dir = ctx.run_dir.join("samples");
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
-            let pairs: Vec<Pair<'_>> = previews
-                .iter()
-                .enumerate()
-                .map(|(i, r)| Pair {
-                    input: &self.eval_pixels[i * len..(i + 1) * len],
-                    reconstruction: r,
-                })
-                .collect();
-            let stem = dir.join(format!("step-{:08}", ctx.step));
-            preview::write(&stem, &pairs, self.frames, self.size)?;
-        }
+        Ok(vec![psnr_sum, rec_sum, kl_sum])
+    }
+
+    fn eval_metrics(&self, _set: usize, sums: &[f64]) -> Vec<(String, f64)> {
+        let n = (self.eval_pixels.len() / self.clip_len()).max(1) as f64;
         let name = match self.reconstruction {
             ReconstructionLoss::L1 => "l1",
             ReconstructionLoss::Mse => "mse",
         };
-        Ok(vec![EvalSet {
-            name: "held_out".into(),
-            metrics: vec![
-                ("psnr".into(), psnr_sum / n as f64),
-                (name.into(), rec_sum / n as f64),
-                ("kl".into(), kl_sum / n as f64),
-            ],
-        }])
+        vec![
+            ("psnr".into(), sums[0] / n),
+            (name.into(), sums[1] / n),
+            ("kl".into(), sums[2] / n),
+        ]
+    }
+
+    /// Input over reconstruction of the first held-out clips, `samples/step-N.gif` and `.png`.
+    fn draw(&self, model: &CausalVae, device: &Device, step: u64, run_dir: &Path) -> Result<()> {
+        let len = self.clip_len();
+        let clips = self.preview_clips.min(self.eval_pixels.len() / len);
+        if clips == 0 {
+            return Ok(());
+        }
+        let input = &self.eval_pixels[..clips * len];
+        let (recon, _, _) = self.reconstruct(model, input, clips, device)?;
+        let dir = run_dir.join("samples");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
+        let pairs: Vec<Pair<'_>> = (0..clips)
+            .map(|i| Pair {
+                input: &input[i * len..(i + 1) * len],
+                reconstruction: &recon[i * len..(i + 1) * len],
+            })
+            .collect();
+        preview::write(
+            &dir.join(format!("step-{step:08}")),
+            &pairs,
+            self.frames,
+            self.size,
+        )
     }
 }
 

@@ -67,9 +67,8 @@ pub fn write(stem: &Path, pairs: &[Pair<'_>], frames: usize, size: usize) -> Res
     let width = pairs.len() as u32 * (cell + GAP) - GAP;
     let height = 2 * cell + GAP;
     let gif_path = stem.with_extension("gif");
-    let file = std::fs::File::create(&gif_path)
-        .with_context(|| format!("cannot create `{}`", gif_path.display()))?;
-    let mut gif = GifEncoder::new_with_speed(std::io::BufWriter::new(file), 10);
+    let mut bytes = Vec::new();
+    let mut gif = GifEncoder::new_with_speed(&mut bytes, 10);
     gif.set_repeat(Repeat::Infinite)?;
     for t in 0..frames {
         let mut canvas = RgbImage::from_pixel(width, height, white);
@@ -94,6 +93,7 @@ pub fn write(stem: &Path, pairs: &[Pair<'_>], frames: usize, size: usize) -> Res
         .with_context(|| format!("cannot write `{}`", gif_path.display()))?;
     }
     drop(gif);
+    crate::durable::write(&gif_path, &bytes)?;
 
     // PNG strip: frames in columns; per clip a row of inputs and a row of reconstructions.
     let width = frames as u32 * (cell + GAP) - GAP;
@@ -114,9 +114,11 @@ pub fn write(stem: &Path, pairs: &[Pair<'_>], frames: usize, size: usize) -> Res
         }
     }
     let png_path = stem.with_extension("png");
-    strip
-        .save(&png_path)
-        .with_context(|| format!("cannot write `{}`", png_path.display()))
+    crate::durable::write_with(&png_path, |tmp| {
+        strip
+            .save_with_format(tmp, image::ImageFormat::Png)
+            .context("cannot encode the PNG")
+    })
 }
 
 #[cfg(test)]

@@ -154,7 +154,7 @@ pub fn write(path: &Path, tensors: &[Named], metadata: HashMap<String, String>) 
         .collect();
     let data = safetensors::serialize(views, Some(metadata))
         .context("cannot serialise the exported tensors")?;
-    crate::rundir::write_atomic(path, &data)
+    crate::durable::write(path, &data)
 }
 
 #[cfg(test)]

@@ -39,11 +39,11 @@ pub fn write(path: &Path, columns: &[Vec<f32>], rows: usize, size: usize) -> Res
             }
         }
     }
-    let tmp = path.with_extension("png.tmp");
-    canvas
-        .save_with_format(&tmp, image::ImageFormat::Png)
-        .with_context(|| format!("cannot write `{}`", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))
+    crate::durable::write_with(path, |tmp| {
+        canvas
+            .save_with_format(tmp, image::ImageFormat::Png)
+            .context("cannot encode the PNG")
+    })
 }
 
 #[cfg(test)]

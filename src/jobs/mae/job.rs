@@ -18,7 +18,7 @@ use super::model::{MaeInput, MaeShape, MaeVit, patch_stats, patchify, unpatchify
 use super::source::Images;
 use crate::config::types::{MaeData, MaeModel};
 use crate::jobs::{Skipped, spread};
-use crate::train::job::{EvalContext, EvalSet, Job};
+use crate::train::job::{HeldOut, Job};
 use crate::train::seed::mix;
 
 pub struct MaeJob {
@@ -282,38 +282,47 @@ impl Job for MaeJob {
         Ok(model.loss(input.images, pred, input.hidden))
     }
 
-    fn evaluate(
+    fn held_out(&self) -> Vec<HeldOut> {
+        vec![HeldOut {
+            name: "held_out".into(),
+            len: self.eval_masks.len(),
+        }]
+    }
+
+    /// The loss summed over the examples (each batch's mean × its size).
+    fn eval_sums(
         &self,
         model: &MaeVit,
         device: &Device,
+        _set: usize,
+        range: std::ops::Range<usize>,
         batch_size: usize,
-        ctx: &EvalContext<'_>,
-    ) -> Result<Vec<EvalSet>> {
-        let n = self.eval_masks.len();
-        let part = ctx.shard.part(n);
+    ) -> Result<Vec<f64>> {
         let mut loss_sum = 0.0f64;
-        let mut start = part.start;
-        while start < part.end {
-            let end = (start + batch_size.max(1)).min(part.end);
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + batch_size.max(1)).min(range.end);
             let input = self.eval_input(start..end, device);
             let pred = model.forward(&input);
             let loss: f32 = model.loss(input.images, pred, input.hidden).into_scalar();
             loss_sum += f64::from(loss) * (end - start) as f64;
             start = end;
         }
-        let mut sums = [loss_sum];
-        ctx.shard.sum(&mut sums)?;
-        let loss_sum = sums[0];
-        if self.grid_images > 0 && ctx.shard.writes_files() {
-            let dir = ctx.run_dir.join("samples");
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
-            let path = dir.join(format!("step-{:08}.png", ctx.step));
-            self.write_grid(model, device, &path)?;
+        Ok(vec![loss_sum])
+    }
+
+    fn eval_metrics(&self, _set: usize, sums: &[f64]) -> Vec<(String, f64)> {
+        vec![("loss".into(), sums[0] / self.eval_masks.len().max(1) as f64)]
+    }
+
+    /// The reconstruction grid of the first held-out images, `samples/step-N.png`.
+    fn draw(&self, model: &MaeVit, device: &Device, step: u64, run_dir: &Path) -> Result<()> {
+        if self.grid_images == 0 {
+            return Ok(());
         }
-        Ok(vec![EvalSet {
-            name: "held_out".into(),
-            metrics: vec![("loss".into(), loss_sum / n as f64)],
-        }])
+        let dir = run_dir.join("samples");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot create `{}`: {e}", dir.display()))?;
+        self.write_grid(model, device, &dir.join(format!("step-{step:08}.png")))
     }
 }

@@ -14,7 +14,7 @@ use super::model::{BertClassifier, BertInput, BertShape};
 use super::pretrained;
 use super::tokenize::{Encoded, TextTokenizer};
 use crate::config::types::{TextData, TextModel};
-use crate::train::job::{EvalContext, EvalSet, Job};
+use crate::train::job::{HeldOut, Job};
 
 pub struct TextJob {
     shape: BertShape,
@@ -22,10 +22,10 @@ pub struct TextJob {
     pad_id: u32,
     train: Vec<Encoded>,
     train_labels: Vec<usize>,
-    valid: Vec<HeldOut>,
+    valid: Vec<ValidSet>,
 }
 
-struct HeldOut {
+struct ValidSet {
     name: String,
     encoded: Vec<Encoded>,
     labels: Vec<usize>,
@@ -127,7 +127,7 @@ impl TextJob {
                 labels.len(),
                 majority_accuracy(&labels, num_labels)
             );
-            valid.push(HeldOut {
+            valid.push(ValidSet {
                 name,
                 encoded,
                 labels,
@@ -251,52 +251,59 @@ impl Job for TextJob {
         ))
     }
 
-    fn evaluate(
+    fn held_out(&self) -> Vec<HeldOut> {
+        self.valid
+            .iter()
+            .map(|v| HeldOut {
+                name: v.name.clone(),
+                len: v.labels.len(),
+            })
+            .collect()
+    }
+
+    /// The loss sum, then the confusion counts (what accuracy and macro-F1 are made of).
+    fn eval_sums(
         &self,
         model: &BertClassifier,
         device: &Device,
+        set: usize,
+        range: std::ops::Range<usize>,
         batch_size: usize,
-        ctx: &EvalContext<'_>,
-    ) -> Result<Vec<EvalSet>> {
-        let mut out = Vec::new();
-        for set in &self.valid {
-            let part = ctx.shard.part(set.labels.len());
-            let mut confusion = Confusion::new(self.shape.num_labels);
-            let mut loss_sum = 0.0f64;
-            for (chunk, labels) in set.encoded[part.clone()]
-                .chunks(batch_size)
-                .zip(set.labels[part.clone()].chunks(batch_size))
-            {
-                let refs: Vec<&Encoded> = chunk.iter().collect();
-                let batch = self.batch(&refs, labels);
-                let logits = Self::logits(model, &batch, device);
-                let loss = cross_entropy(logits.clone(), &batch, device);
-                loss_sum += f64::from(loss.into_scalar::<f32>()) * batch.batch as f64;
-                let argmax = logits.argmax(1).into_data();
-                let argmax: Vec<i64> = argmax
-                    .convert::<i64>()
-                    .try_into_vec::<i64>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                for (p, &g) in argmax.into_iter().zip(labels) {
-                    confusion.add(p as usize, g);
-                }
+    ) -> Result<Vec<f64>> {
+        let set = &self.valid[set];
+        let mut confusion = Confusion::new(self.shape.num_labels);
+        let mut loss_sum = 0.0f64;
+        for (chunk, labels) in set.encoded[range.clone()]
+            .chunks(batch_size.max(1))
+            .zip(set.labels[range].chunks(batch_size.max(1)))
+        {
+            let refs: Vec<&Encoded> = chunk.iter().collect();
+            let batch = self.batch(&refs, labels);
+            let logits = Self::logits(model, &batch, device);
+            let loss = cross_entropy(logits.clone(), &batch, device);
+            loss_sum += f64::from(loss.into_scalar::<f32>()) * batch.batch as f64;
+            let argmax = logits.argmax(1).into_data();
+            let argmax: Vec<i64> = argmax
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            for (p, &g) in argmax.into_iter().zip(labels) {
+                confusion.add(p as usize, g);
             }
-            // The ranks' parts meet as sums: the loss and the confusion counts.
-            let mut sums = vec![loss_sum];
-            sums.extend(confusion.counts.iter().map(|&c| c as f64));
-            ctx.shard.sum(&mut sums)?;
-            let confusion = Confusion::from_counts(self.shape.num_labels, &sums[1..]);
-            let n = set.labels.len().max(1) as f64;
-            out.push(EvalSet {
-                name: set.name.clone(),
-                metrics: vec![
-                    ("loss".into(), sums[0] / n),
-                    ("accuracy".into(), confusion.accuracy()),
-                    ("macro_f1".into(), confusion.macro_f1()),
-                ],
-            });
         }
-        Ok(out)
+        let mut sums = vec![loss_sum];
+        sums.extend(confusion.counts.iter().map(|&c| c as f64));
+        Ok(sums)
+    }
+
+    fn eval_metrics(&self, set: usize, sums: &[f64]) -> Vec<(String, f64)> {
+        let confusion = Confusion::from_counts(self.shape.num_labels, &sums[1..]);
+        let n = self.valid[set].labels.len().max(1) as f64;
+        vec![
+            ("loss".into(), sums[0] / n),
+            ("accuracy".into(), confusion.accuracy()),
+            ("macro_f1".into(), confusion.macro_f1()),
+        ]
     }
 }
 

@@ -1,0 +1,214 @@
+//! The command line's definitions: their doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Request;
+use crate::config::render::Format;
+use crate::config::types::JobKind;
+
+/// Declarative YAML/TOML experiment files in, reproducible deep-learning training runs out.
+///
+/// Values are merged from five layers, lowest to highest: built-in defaults → profiles
+/// (--profile, presets/) → the experiment file → RUNNER_<SECTION>__<KEY> environment
+/// variables → the command line (--set key=value, bare key=value, --seed, --output-dir).
+#[derive(Debug, Parser)]
+#[command(name = "runner", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// No live progress bar; training reports one log line per `train.log_every_steps`
+    /// (as it does whenever stderr is not a terminal).
+    #[arg(long, global = true)]
+    pub quiet: bool,
+    /// Log lines as human-readable text or as JSON objects (one per line, for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check an experiment: a one-line summary, or every problem at once (exit 2).
+    Validate {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Also check this machine: data paths exist, the backend is compiled in, the device
+        /// exists (what `run` checks before starting).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print the fully resolved configuration and its derived values.
+    Show {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Yaml)]
+        format: OutputFormat,
+        /// Name, beside each value, the layer that set it (file:line:column, variable, flag).
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Resolve, validate, check the machine, create the run directory and train.
+    ///
+    /// With `hardware.nnodes × nproc_per_node` > 1 (the tch backend), trains data-parallel: this
+    /// command starts the machine's `nproc_per_node` workers itself, as torchrun does. Started
+    /// by a launcher (torchrun's RANK, WORLD_SIZE, … or srun's SLURM_PROCID, …), it is one of
+    /// those workers instead. On several machines without Slurm, run it on each with
+    /// `--set hardware.node_rank=N` and node 0's `hardware.master_addr`.
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Stop after writing the run directory (config.resolved.yaml, provenance.yaml,
+        /// meta.json); train nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Write a Slurm batch script into a new run directory and submit it with sbatch: it runs
+    /// `runner run` on every node through srun, each task one data-parallel rank.
+    Launch {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+    },
+    /// Write a finished run's weights for use elsewhere: for `mae`, under the reference
+    /// implementation's names (models_mae.py / timm), in safetensors.
+    Export {
+        /// The run directory (holds config.resolved.yaml and model.safetensors).
+        run_dir: PathBuf,
+        /// Only the encoder (patch embedding, class token, position embedding, blocks, norm),
+        /// as MAE's fine-tuning loads it.
+        #[arg(long)]
+        encoder_only: bool,
+        /// Weights to export instead of the run's final model.safetensors: a checkpoint
+        /// directory (`RUN_DIR/checkpoints/step-N`) or a safetensors file.
+        #[arg(long, value_name = "PATH")]
+        checkpoint: Option<PathBuf>,
+        /// Output file (default: RUN_DIR/export/encoder.safetensors, or mae.safetensors).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print the experiment JSON Schema (generated from runner's config types).
+    Schema {
+        /// Print the profile schema (same keys, none required) instead.
+        #[arg(long, conflicts_with_all = ["check", "write"])]
+        profile: bool,
+        /// Fail (exit 1) when schema/runner.schema.json or schema/profile.schema.json is stale.
+        #[arg(long, conflicts_with = "write")]
+        check: bool,
+        /// Write schema/runner.schema.json and schema/profile.schema.json.
+        #[arg(long)]
+        write: bool,
+        /// Repository root holding `schema/`.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        root: PathBuf,
+    },
+    /// List the available profiles with their descriptions.
+    Profiles,
+    /// Write a commented starter experiment listing every key of a job.
+    Init {
+        /// mae, text_classification or causal_vae.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(JobKind::ALL.iter().map(|j| j.as_str())))]
+        job: String,
+        /// Where to write it (default: standard output). An existing file is never overwritten.
+        path: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    /// Launch through Slurm (`sbatch` + `srun`), the scheduler runner writes scripts for.
+    #[arg(long, required = true)]
+    pub slurm: bool,
+    /// Only write the script (RUN_DIR/slurm.sbatch) and print it; submit nothing.
+    #[arg(long)]
+    pub print: bool,
+    /// sbatch --partition.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// sbatch --time, e.g. 2-00:00:00.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// sbatch --account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// sbatch --qos.
+    #[arg(long)]
+    pub qos: Option<String>,
+    /// sbatch --cpus-per-task (CPU workers also get that many OpenMP threads).
+    #[arg(long)]
+    pub cpus_per_task: Option<u32>,
+    /// Another #SBATCH option, verbatim, e.g. `--sbatch=--mem=64G`. Repeatable.
+    #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OutputFormat {
+    Yaml,
+    Toml,
+    Json,
+}
+
+impl From<OutputFormat> for Format {
+    fn from(f: OutputFormat) -> Format {
+        match f {
+            OutputFormat::Yaml => Format::Yaml,
+            OutputFormat::Toml => Format::Toml,
+            OutputFormat::Json => Format::Json,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Experiment file (.yaml, .yml or .toml).
+    #[arg(value_name = "EXPERIMENT")]
+    pub experiment: PathBuf,
+    /// Profile: a name from ./presets, $RUNNER_PRESETS or the built-in presets, or a file
+    /// path. Repeatable; applied left to right, below the experiment file. Replaces the
+    /// experiment's own `profile` list.
+    #[arg(long = "profile", short = 'p', value_name = "NAME|PATH")]
+    pub profiles: Vec<String>,
+    /// Override one key with a YAML value, e.g. `--set optimizer.betas=[0.9,0.95]`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Override `seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override `output_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<String>,
+    /// Overrides after the experiment file, as with --set: `train.epochs=1`.
+    #[arg(value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+impl ConfigArgs {
+    /// The overrides in the order they apply: `--set`s, then the bare ones.
+    pub fn overrides(&self) -> Vec<String> {
+        self.set.iter().chain(&self.overrides).cloned().collect()
+    }
+
+    /// What to resolve: these arguments and this process's environment.
+    pub fn request(&self) -> Request {
+        Request {
+            experiment: self.experiment.clone(),
+            profiles: self.profiles.clone(),
+            overrides: self.overrides(),
+            seed: self.seed,
+            output_dir: self.output_dir.clone(),
+            env: Vec::new(),
+        }
+        .with_process_env()
+    }
+}

@@ -1,0 +1,100 @@
+//! The command line: the clap definitions (`args`), the log set-up (`logging`), and one file
+//! per command. Commands are thin: they call library functions (which tests call too) and
+//! print what those return. Exit codes: 0 ok, 2 configuration error, 1 runtime failure (130 and
+//! 143 after SIGINT and SIGTERM).
+
+mod args;
+mod completions;
+mod export;
+mod init;
+mod launch;
+mod logging;
+mod profiles;
+mod run;
+mod schema;
+mod show;
+mod validate;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser as _;
+
+pub use args::{Cli, Command, ConfigArgs, LogFormat, OutputFormat, SlurmArgs};
+
+use crate::config::{Diagnostics, Resolved};
+use crate::dist::rank_log;
+
+/// Exit code for configuration errors (runtime failures exit 1).
+pub const EXIT_CONFIG: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let text = crate::error::render(&e, &rank_log::tag());
+            eprintln!("{text}");
+            rank_log::note(&crate::error::render(&e, ""));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate { config, strict } => validate::validate(&config, strict),
+        Command::Show {
+            config,
+            format,
+            explain,
+        } => show::show(&config, format.into(), explain),
+        Command::Run { config, dry_run } => run::run(&config, dry_run, cli.quiet, cli.log_format),
+        Command::Launch { config, slurm } => launch::launch(&config, &slurm),
+        Command::Schema {
+            profile,
+            check,
+            write,
+            root,
+        } => schema::schema(profile, check, write, &root),
+        Command::Export {
+            run_dir,
+            encoder_only,
+            checkpoint,
+            output,
+        } => export::export(
+            &run_dir,
+            encoder_only,
+            checkpoint.as_deref(),
+            output.as_deref(),
+        ),
+        Command::Profiles => profiles::profiles(),
+        Command::Init { job, path } => init::init(&job, path.as_deref()),
+        Command::Completions { shell } => completions::completions(shell),
+    }
+}
+
+/// Prints diagnostics and the closing line; the exit code for configuration errors.
+fn report(diags: &Diagnostics, what: &Path) -> ExitCode {
+    eprintln!("{}\n", diags.render());
+    let n = diags.errors().count();
+    eprintln!(
+        "error: {n} problem{} in the configuration of `{}`; nothing was run",
+        if n == 1 { "" } else { "s" },
+        what.display()
+    );
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// A refusal that is not about one key (a launcher's variables, a run directory): exit 2.
+fn refuse(why: &str) -> ExitCode {
+    eprintln!("{}error: {why}", rank_log::tag());
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// The resolved configuration, or the report of why there is none.
+fn resolve_or_report(config: &ConfigArgs) -> Result<Resolved, ExitCode> {
+    crate::config::resolve(&config.request()).map_err(|d| report(&d, &config.experiment))
+}
