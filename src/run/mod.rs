@@ -203,18 +203,23 @@ fn as_rank(
     // --- rank 0 judges the run directory and picks the checkpoint; every rank says whether
     // it is ready
     let dir = rundir::run_dir_path(resolved, now);
-    let mine = match &prepared {
-        Err(e) => Ready::Failed {
-            error: crate::error::one_line(e),
-        },
+    let claimed = match &prepared {
         Ok((_, steps)) if main => claim(&dir, exp.resume.as_deref(), exp.job.as_str(), steps),
-        Ok(_) => Ready::Ready {
+        _ => Ok(Ready::Ready {
             dir: None,
             resume: None,
+        }),
+    };
+    let mine = match (&prepared, &claimed) {
+        (Err(e), _) | (_, Err(e)) => Ready::Failed {
+            error: crate::error::one_line(e),
         },
+        (Ok(_), Ok(ready)) => ready.clone(),
     };
     let all = ranks.ready(&mine)?;
+    // This rank's own failure with its whole chain and fix; the others' as they told it.
     let (job, steps) = prepared?;
+    claimed?;
     let mut resume_dir = None;
     for (r, said) in all.iter().enumerate() {
         match said {
@@ -321,20 +326,21 @@ fn as_rank(
 }
 
 /// Rank 0's judgement of the run directory before anything is written: whether it may be
-/// used, and the checkpoint to continue from.
+/// used, and the checkpoint to continue from (an error: no checkpoint to resume reads back
+/// whole, or it was written under another plan).
 fn claim(
     dir: &Path,
     resume: Option<&str>,
     job: &str,
     steps: &crate::config::derived::Steps,
-) -> Ready {
-    let refused = |why: String| Ready::Refused { why };
+) -> Result<Ready> {
+    let refused = |why: String| Ok(Ready::Refused { why });
     match (rundir::inspect(dir), resume) {
         (Existing::Live(meta), _) => return refused(rundir::live_refusal(dir, &meta).0),
         (Existing::Completed(_), Some("auto")) => {
-            return Ready::Complete {
+            return Ok(Ready::Complete {
                 dir: dir.to_path_buf(),
-            };
+            });
         }
         (Existing::Completed(_) | Existing::Ended(_), None) => {
             if let Err(r) = rundir::check_reusable(dir, false) {
@@ -344,26 +350,19 @@ fn claim(
         _ => {}
     }
     let Some(resume) = resume else {
-        return Ready::Ready {
+        return Ok(Ready::Ready {
             dir: Some(dir.to_path_buf()),
             resume: None,
-        };
+        });
     };
-    let picked = checkpoint::pick(resume, dir, job).and_then(|loaded: Option<Loaded>| {
-        if let Some(l) = &loaded {
-            l.fits(steps)?;
-        }
-        Ok(loaded)
-    });
-    match picked {
-        Ok(loaded) => Ready::Ready {
-            dir: Some(dir.to_path_buf()),
-            resume: loaded.map(|l| l.dir),
-        },
-        Err(e) => Ready::Failed {
-            error: crate::error::one_line(&e),
-        },
+    let loaded: Option<Loaded> = checkpoint::pick(resume, dir, job)?;
+    if let Some(l) = &loaded {
+        l.fits(steps)?;
     }
+    Ok(Ready::Ready {
+        dir: Some(dir.to_path_buf()),
+        resume: loaded.map(|l| l.dir),
+    })
 }
 
 /// For commands other than `run` that need a resolved run directory's configuration.
