@@ -79,6 +79,11 @@ pub struct Meta {
     pub start_time: String,
     /// `null` when the experiment file is not inside a git work tree.
     pub git: Option<GitState>,
+    /// Every file the configuration was read from (the experiment, the bases it extends,
+    /// profile files) with its sha256, so that a base changed later shows in `runner diff`
+    /// instead of silently rewriting what this run was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
     /// The process that trains (rank 0's), and when it started (clock ticks since boot, to
     /// tell it from a later process with the same pid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +102,46 @@ pub struct Meta {
     /// The signal that interrupted training (`SIGINT`, `SIGTERM`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+}
+
+/// A file the configuration was read from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    /// As the configuration named it.
+    pub path: String,
+    /// `experiment`, `base` or `profile`.
+    pub role: String,
+    /// Of the file's bytes when the run started.
+    pub sha256: String,
+}
+
+/// The files `resolved` was read from that are on disk (built-in presets are part of the
+/// binary, whose version the record names).
+pub fn sources(resolved: &Resolved) -> Vec<Source> {
+    use crate::config::diagnostic::FileRole;
+    use crate::config::layers::LayerKind;
+    use sha2::Digest as _;
+    resolved
+        .layers
+        .layers()
+        .iter()
+        .filter_map(|l| {
+            let LayerKind::File { role, path, .. } = &l.kind else {
+                return None;
+            };
+            let bytes = std::fs::read(path).ok()?;
+            let role = match role {
+                FileRole::Experiment => "experiment",
+                FileRole::Base { .. } => "base",
+                FileRole::Profile(_) => "profile",
+            };
+            Some(Source {
+                path: path.display().to_string(),
+                role: role.into(),
+                sha256: format!("{:x}", sha2::Sha256::digest(&bytes)),
+            })
+        })
+        .collect()
 }
 
 impl Meta {
@@ -342,6 +387,12 @@ pub fn prepare(
     let mut provenance = String::from(
         "# Each resolved value and the layer that set it (`runner show --explain`).\n",
     );
+    for source in sources(resolved) {
+        provenance.push_str(&format!(
+            "# {} {} sha256:{}\n",
+            source.role, source.path, source.sha256
+        ));
+    }
     provenance.push_str(&render(resolved, Format::Yaml, true));
     durable::write(&dir.join(PROVENANCE), provenance.as_bytes())?;
 
@@ -362,6 +413,7 @@ pub fn prepare(
         device: resolved.experiment.hardware.device.to_string(),
         start_time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         git: git_state(exp_path.parent().unwrap_or(Path::new("."))),
+        sources: sources(resolved),
         pid: running.then_some(pid),
         pid_start: running.then(|| host::start_time(pid)).flatten(),
         heartbeat: running.then(now_text),
@@ -442,6 +494,7 @@ mod tests {
             device: "cpu".into(),
             start_time: now_text(),
             git: None,
+            sources: vec![],
             pid: None,
             pid_start: None,
             heartbeat: None,

@@ -98,12 +98,15 @@ pub enum Command {
     /// Print the experiment JSON Schema (generated from runner's config types).
     Schema {
         /// Print the profile schema (same keys, none required) instead.
-        #[arg(long, conflicts_with_all = ["check", "write"])]
+        #[arg(long, conflicts_with_all = ["check", "write", "base"])]
         profile: bool,
-        /// Fail (exit 1) when schema/runner.schema.json or schema/profile.schema.json is stale.
+        /// Print the schema of base files (`extends`; same keys, none required) instead.
+        #[arg(long, conflicts_with_all = ["check", "write"])]
+        base: bool,
+        /// Fail (exit 1) when a committed schema (runner, profile, base) is stale.
         #[arg(long, conflicts_with = "write")]
         check: bool,
-        /// Write schema/runner.schema.json and schema/profile.schema.json.
+        /// Write schema/runner.schema.json, schema/profile.schema.json and schema/base.schema.json.
         #[arg(long)]
         write: bool,
         /// Repository root holding `schema/`.

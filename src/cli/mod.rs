@@ -55,10 +55,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Launch { config, slurm } => launch::launch(&config, &slurm),
         Command::Schema {
             profile,
+            base,
             check,
             write,
             root,
-        } => schema::schema(profile, check, write, &root),
+        } => {
+            let which = match (profile, base) {
+                (true, _) => schema::Which::Profile,
+                (_, true) => schema::Which::Base,
+                _ => schema::Which::Experiment,
+            };
+            schema::schema(which, check, write, &root)
+        }
         Command::Export {
             run_dir,
             encoder_only,

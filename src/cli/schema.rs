@@ -6,9 +6,17 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use crate::config::schema::{self, EXPERIMENT_SCHEMA_FILE, PROFILE_SCHEMA_FILE};
+use crate::config::schema::{self, BASE_SCHEMA_FILE, EXPERIMENT_SCHEMA_FILE, PROFILE_SCHEMA_FILE};
 
-pub fn schema(profile: bool, check: bool, write: bool, root: &Path) -> Result<ExitCode> {
+/// Which schema `runner schema` prints.
+#[derive(Debug, Clone, Copy)]
+pub enum Which {
+    Experiment,
+    Profile,
+    Base,
+}
+
+pub fn schema(which: Which, check: bool, write: bool, root: &Path) -> Result<ExitCode> {
     let files = [
         (
             root.join(EXPERIMENT_SCHEMA_FILE),
@@ -17,6 +25,10 @@ pub fn schema(profile: bool, check: bool, write: bool, root: &Path) -> Result<Ex
         (
             root.join(PROFILE_SCHEMA_FILE),
             schema::render(&schema::profile_schema()),
+        ),
+        (
+            root.join(BASE_SCHEMA_FILE),
+            schema::render(&schema::base_schema()),
         ),
     ];
     if check {
@@ -29,9 +41,10 @@ pub fn schema(profile: bool, check: bool, write: bool, root: &Path) -> Result<Ex
             .collect();
         if stale.is_empty() {
             println!(
-                "ok: {} and {} are up to date",
+                "ok: {}, {} and {} are up to date",
                 files[0].0.display(),
-                files[1].0.display()
+                files[1].0.display(),
+                files[2].0.display()
             );
             return Ok(ExitCode::SUCCESS);
         }
@@ -52,6 +65,11 @@ pub fn schema(profile: bool, check: bool, write: bool, root: &Path) -> Result<Ex
         }
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", files[usize::from(profile)].1);
+    let index = match which {
+        Which::Experiment => 0,
+        Which::Profile => 1,
+        Which::Base => 2,
+    };
+    print!("{}", files[index].1);
     Ok(ExitCode::SUCCESS)
 }

@@ -25,6 +25,11 @@ pub enum Origin {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FileRole {
     Experiment,
+    /// A file the experiment builds on (`extends`), reached through `via`: the experiment
+    /// first, then each file down to the one that names this base.
+    Base {
+        via: Vec<PathBuf>,
+    },
     Profile(String),
 }
 
@@ -41,6 +46,13 @@ impl Origin {
                 };
                 match role {
                     FileRole::Experiment => loc,
+                    FileRole::Base { via } => format!(
+                        "{loc}, via {}",
+                        via.iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(" → ")
+                    ),
                     FileRole::Profile(name) => format!("profile {name} ({loc})"),
                 }
             }

@@ -135,6 +135,7 @@ impl Layer {
         let text = std::fs::read_to_string(path).map_err(|e| {
             let what = match role {
                 FileRole::Experiment => "experiment file",
+                FileRole::Base { .. } => "base file",
                 FileRole::Profile(_) => "profile file",
             };
             Diagnostic::error(

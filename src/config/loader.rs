@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 
 use super::capability;
+use super::chain;
 use super::derived::{Derived, derive};
 use super::diagnostic::{Diagnostic, Diagnostics, FileRole, Origin};
 use super::layers::{Layer, LayerKind, Layers};
@@ -72,6 +73,8 @@ pub struct Resolved {
     pub layers: Layers,
     /// Profiles applied, lowest first.
     pub profiles: Vec<String>,
+    /// The files of the experiment's chain: its bases (lowest first), then itself.
+    pub sources: Vec<PathBuf>,
     pub warnings: Vec<Diagnostic>,
     /// Keys whose given value a higher layer's value overruled through the batch
     /// arithmetic; they hold the recomputed value and count as derived.
@@ -153,10 +156,13 @@ fn capability_diagnostics(
 
 fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resolved, Diagnostics> {
     let mut diags = Diagnostics::default();
+    // The experiment and the bases it extends, lowest first.
+    let files = chain::layers(file)?;
+    let sources = chain::files(&files);
     let (overrides, problems) = override_layers(req);
     diags.extend(problems);
 
-    let (profile_names, profile_origin) = profile_list(req, &file, &overrides);
+    let (profile_names, profile_origin) = profile_list(req, &files, &overrides);
     let mut layers = Vec::new();
     for (name, base_dir) in &profile_names {
         match load_profile(name, base_dir.as_deref(), req.env_var(PRESETS_ENV)) {
@@ -169,7 +175,7 @@ fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resol
         }
     }
     let applied: Vec<String> = profile_names.iter().map(|(n, _)| n.clone()).collect();
-    layers.push(file);
+    layers.extend(files);
     layers.extend(overrides);
     if !req.profiles.is_empty() {
         // Record the command line's profiles in the resolved config, so that feeding
@@ -233,6 +239,7 @@ fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resol
         derived,
         layers,
         profiles: applied,
+        sources,
         warnings,
         superseded,
     })
@@ -304,7 +311,7 @@ fn override_layers(req: &Request) -> (Vec<Layer>, Vec<Diagnostic>) {
 /// Each comes with the directory relative paths start from.
 fn profile_list(
     req: &Request,
-    file: &Layer,
+    files: &[Layer],
     overrides: &[Layer],
 ) -> (Vec<(String, Option<PathBuf>)>, Option<Origin>) {
     if !req.profiles.is_empty() {
@@ -337,17 +344,21 @@ fn profile_list(
             return (list.into_iter().map(|p| (p, None)).collect(), Some(origin));
         }
     }
-    if let (Some(list), LayerKind::File { path, spans, role }) = (from_layer(file), &file.kind) {
-        let base = path.parent().map(Path::to_path_buf);
-        let origin = Origin::File {
-            role: role.clone(),
-            path: path.clone(),
-            pos: spans.find("profile"),
-        };
-        return (
-            list.into_iter().map(|p| (p, base.clone())).collect(),
-            Some(origin),
-        );
+    // The highest file of the chain that names profiles; its paths are relative to it.
+    for file in files.iter().rev() {
+        if let (Some(list), LayerKind::File { path, spans, role }) = (from_layer(file), &file.kind)
+        {
+            let base = path.parent().map(Path::to_path_buf);
+            let origin = Origin::File {
+                role: role.clone(),
+                path: path.clone(),
+                pos: spans.find("profile"),
+            };
+            return (
+                list.into_iter().map(|p| (p, base.clone())).collect(),
+                Some(origin),
+            );
+        }
     }
     (Vec::new(), None)
 }

@@ -7,6 +7,7 @@
 
 pub mod arch;
 pub mod capability;
+pub mod chain;
 pub mod derived;
 pub mod diagnostic;
 pub mod layers;

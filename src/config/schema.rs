@@ -1,7 +1,11 @@
 //! JSON Schemas generated from the config types.
 //!
 //! `runner.schema.json` validates experiments and drives editor completion;
-//! `profile.schema.json` is the same with nothing required, for `presets/*.toml`.
+//! `profile.schema.json` is the same with nothing required, for `presets/*.toml`;
+//! `base.schema.json` likewise for the base files experiments `extends`. Bases get a schema of
+//! their own rather than the experiment schema losing its `required` keys: a base is partial
+//! by design (only the merged result is validated, by the loader), while an editor should
+//! still flag a full experiment that lacks `name` or `job`.
 //! Both are committed under `schema/`; `runner schema --check` (and a test) fails when the
 //! committed files differ from what the types generate, as ruff and uv do for theirs.
 //!
@@ -17,6 +21,7 @@ use super::types::{Experiment, JobKind};
 /// Where the committed schemas live, relative to the repository root.
 pub const EXPERIMENT_SCHEMA_FILE: &str = "schema/runner.schema.json";
 pub const PROFILE_SCHEMA_FILE: &str = "schema/profile.schema.json";
+pub const BASE_SCHEMA_FILE: &str = "schema/base.schema.json";
 
 fn settings() -> SchemaSettings {
     SchemaSettings::draft07()
@@ -48,6 +53,25 @@ pub fn profile_schema() -> Schema {
         "description".into(),
         "A hardware profile (`presets/*.toml`, `--profile`): any experiment keys, none required, \
          merged below the experiment file. `description` is the profile's own one-liner."
+            .into(),
+    );
+    schema
+}
+
+/// The schema of a base file (`extends`): the experiment's keys, none required.
+pub fn base_schema() -> Schema {
+    let mut schema = experiment_schema();
+    let obj = schema.as_object_mut().expect("root schema is an object");
+    obj.remove("required");
+    obj.insert(
+        "$id".into(),
+        "https://runner.invalid/schema/base.schema.json".into(),
+    );
+    obj.insert("title".into(), "runner base experiment".into());
+    obj.insert(
+        "description".into(),
+        "A base that experiments build on (`extends`): any experiment keys, none required; \
+         only the experiment's merged result is validated."
             .into(),
     );
     schema

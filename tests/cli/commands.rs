@@ -39,13 +39,19 @@ fn schema_check_fails_on_a_stale_file() {
     );
 }
 
-fn experiments() -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(repo().join("experiments"))
+/// The files in `experiments/` (or one of its folders).
+fn files_in(dir: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(repo().join(dir))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
         .collect();
     files.sort();
     files
+}
+
+fn experiments() -> Vec<std::path::PathBuf> {
+    files_in("experiments")
 }
 
 #[test]
@@ -66,6 +72,24 @@ fn every_shipped_experiment_validates_and_points_editors_at_the_schema() {
             "toml" => assert_eq!(first, "#:schema ../schema/runner.schema.json"),
             other => panic!("unexpected experiment file type {other}"),
         }
+    }
+    // The bases are partial: editors check them against the schema that requires nothing.
+    let bases = files_in("experiments/base");
+    assert!(bases.len() >= 3, "a base per job family: {bases:?}");
+    for f in bases {
+        let text = std::fs::read_to_string(&f).unwrap();
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "# yaml-language-server: $schema=../../schema/base.schema.json",
+            "{f:?}"
+        );
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            experiments().iter().any(|e| std::fs::read_to_string(e)
+                .unwrap()
+                .contains(&format!("base/{name}"))),
+            "no shipped experiment extends {name}"
+        );
     }
 }
 

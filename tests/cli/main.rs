@@ -7,6 +7,7 @@ mod common;
 mod causal_vae;
 mod commands;
 mod errors;
+mod extends;
 mod fuzz_config;
 mod layers;
 mod lifecycle;

@@ -54,6 +54,14 @@ pub struct Experiment {
     #[serde(default)]
     pub profile: Vec<String>,
 
+    /// Base files this one builds on, relative to this file (YAML or TOML): their values
+    /// merge below this file's and above the profiles, left to right, and they may extend
+    /// bases of their own. A base may leave out `name` and `job`. The run directory keeps
+    /// the merged result, not this key.
+    #[serde(default, skip_serializing)]
+    #[schemars(extend("default" = null))]
+    pub extends: Option<Extends>,
+
     /// Model architecture; its keys depend on `job`. Optional: every key has a default.
     /// (Always present after loading: the loader fills it in from `job`.)
     pub model: ModelConfig,
@@ -102,6 +110,14 @@ pub struct Experiment {
     #[serde(default, skip_serializing)]
     #[schemars(extend("readOnly" = true))]
     pub derived: Option<serde_json::Value>,
+}
+
+/// `extends: base.yaml` or `extends: [a.yaml, b.toml]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Extends {
+    One(String),
+    Many(Vec<String>),
 }
 
 pub(crate) mod defaults {
