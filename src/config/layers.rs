@@ -37,6 +37,8 @@ pub enum LayerKind {
 pub struct Layer {
     pub kind: LayerKind,
     pub dict: Dict,
+    /// A list edit (`key+=…`, `key-=…`, `~key`), turned into `dict` by `edits::apply`.
+    pub edit: Option<super::edits::Edit>,
 }
 
 impl Layer {
@@ -127,6 +129,7 @@ impl Layer {
                 spans,
             },
             dict,
+            edit: None,
         })
     }
 
@@ -184,7 +187,11 @@ impl Layer {
         let dict = figment::util::nest(key, value)
             .into_dict()
             .expect("nest of a non-empty key is a dict");
-        Ok(Layer { kind, dict })
+        Ok(Layer {
+            kind,
+            dict,
+            edit: None,
+        })
     }
 
     fn origin(&self, key: &str) -> Origin {

@@ -8,6 +8,7 @@ use super::capability;
 use super::chain;
 use super::derived::{Derived, derive};
 use super::diagnostic::{Diagnostic, Diagnostics, FileRole, Origin};
+use super::edits;
 use super::layers::{Layer, LayerKind, Layers};
 use super::presets::{self, PRESETS_ENV};
 use super::types::Experiment;
@@ -194,6 +195,10 @@ fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resol
                 .map_err(Diagnostics::from)?,
         );
     }
+    if layers.iter().any(|l| l.edit.is_some()) {
+        let schema = super::schema::experiment_schema().to_value();
+        diags.extend(edits::apply(&mut layers, &schema));
+    }
     let layers = Layers::new(layers);
 
     let merged = match layers.merged_json() {
@@ -262,14 +267,20 @@ fn override_layers(req: &Request) -> (Vec<Layer>, Vec<Diagnostic>) {
     for (var, value) in env {
         let rest = &var[ENV_PREFIX.len()..];
         let key = rest.to_ascii_lowercase().replace("__", ".");
-        if !key.contains('.') && !ENV_TOP_LEVEL_KEYS.contains(&key.as_str()) {
+        // `RUNNER_<KEY>__APPEND`, `__REMOVE`, `__RESET`: list edits.
+        let edit = edits::ENV_SUFFIXES.iter().find_map(|(suffix, op)| {
+            key.strip_suffix(&format!(".{suffix}"))
+                .map(|k| (k.to_string(), *op))
+        });
+        let name = edit.as_ref().map_or(key.as_str(), |(k, _)| k.as_str());
+        if !name.contains('.') && !ENV_TOP_LEVEL_KEYS.contains(&name) {
             continue;
         }
-        push(Layer::from_override(
-            &key,
-            value,
-            LayerKind::Env { var: var.clone() },
-        ));
+        let kind = LayerKind::Env { var: var.clone() };
+        match &edit {
+            Some((k, op)) => push(edits::layer(k, op, value, kind)),
+            None => push(Layer::from_override(&key, value, kind)),
+        }
     }
     if let Some(seed) = req.seed {
         push(Layer::from_override(
@@ -292,15 +303,17 @@ fn override_layers(req: &Request) -> (Vec<Layer>, Vec<Diagnostic>) {
     }
     for o in &req.overrides {
         let flag = format!("--set {o}");
-        match o.split_once('=') {
-            Some((k, v)) => push(Layer::from_override(k.trim(), v, LayerKind::Cli { flag })),
+        match edits::split(o) {
+            Some((k, "=", v)) => push(Layer::from_override(k, v, LayerKind::Cli { flag })),
+            Some((k, op, v)) => push(edits::layer(k, op, v, LayerKind::Cli { flag })),
             None => push(Err(Diagnostic::error(
                 "override",
                 format!("`{o}` is not a `key.path=value` override"),
             )
             .origin(Origin::Cli { flag })
             .help(
-                "write e.g. `--set train.epochs=1` or `train.epochs=1` after the experiment file",
+                "write e.g. `--set train.epochs=1` or `train.epochs=1` after the experiment file \
+                 (lists: `key+=item`, `key-=item`; `~key` restores the default)",
             ))),
         }
     }
@@ -334,17 +347,8 @@ fn profile_list(
             _ => None,
         }
     };
-    for layer in overrides.iter().rev() {
-        if let Some(list) = from_layer(layer) {
-            let origin = match &layer.kind {
-                LayerKind::Env { var } => Origin::Env { var: var.clone() },
-                LayerKind::Cli { flag } => Origin::Cli { flag: flag.clone() },
-                LayerKind::File { .. } => unreachable!("overrides are env or cli layers"),
-            };
-            return (list.into_iter().map(|p| (p, None)).collect(), Some(origin));
-        }
-    }
     // The highest file of the chain that names profiles; its paths are relative to it.
+    let mut current: (Vec<(String, Option<PathBuf>)>, Option<Origin>) = (Vec::new(), None);
     for file in files.iter().rev() {
         if let (Some(list), LayerKind::File { path, spans, role }) = (from_layer(file), &file.kind)
         {
@@ -354,13 +358,46 @@ fn profile_list(
                 path: path.clone(),
                 pos: spans.find("profile"),
             };
-            return (
+            current = (
                 list.into_iter().map(|p| (p, base.clone())).collect(),
                 Some(origin),
             );
+            break;
         }
     }
-    (Vec::new(), None)
+    // Then the environment and command line, in order: a value replaces the list, an edit
+    // (`profile+=…`, `~profile`) changes it (its mistakes are reported with the other edits).
+    for layer in overrides {
+        let origin = match &layer.kind {
+            LayerKind::Env { var } => Origin::Env { var: var.clone() },
+            LayerKind::Cli { flag } => Origin::Cli { flag: flag.clone() },
+            LayerKind::File { .. } => unreachable!("overrides are env or cli layers"),
+        };
+        if let Some(list) = from_layer(layer) {
+            current = (list.into_iter().map(|p| (p, None)).collect(), Some(origin));
+        } else if let Some(edit) = layer.edit.as_ref().filter(|e| e.key == "profile") {
+            let names = |items: &[figment::value::Value]| -> Vec<String> {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect()
+            };
+            match &edit.op {
+                edits::Op::Append(items) => {
+                    current
+                        .0
+                        .extend(names(items).into_iter().map(|p| (p, None)));
+                }
+                edits::Op::Remove(items) => {
+                    let gone = names(items);
+                    current.0.retain(|(p, _)| !gone.contains(p));
+                }
+                edits::Op::Reset => current.0.clear(),
+            }
+            current.1 = Some(origin);
+        }
+    }
+    current
 }
 
 fn load_profile(

@@ -10,6 +10,7 @@ pub mod capability;
 pub mod chain;
 pub mod derived;
 pub mod diagnostic;
+pub mod edits;
 pub mod layers;
 pub mod loader;
 pub mod machine;

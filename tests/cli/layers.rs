@@ -208,3 +208,97 @@ fn explain_is_valid_yaml_with_a_source_per_leaf() {
     let tiny = stdout(runner().args(["show", "experiments/mnli-tiny.yaml", "--explain"]));
     insta::assert_snapshot!("show_explain_mnli_tiny", tiny);
 }
+
+#[test]
+fn lists_are_appended_to_removed_from_and_reset_from_the_command_line_and_environment() {
+    let files = |cmd: &mut assert_cmd::Command| {
+        let (config, sources) = explain(cmd);
+        (
+            config["data"]["validation_files"].clone(),
+            sources["data.validation_files"].clone(),
+        )
+    };
+    let (list, source) = files(runner().args([
+        "show",
+        "experiments/mnli-tiny.yaml",
+        "data.validation_files+=extra.tsv",
+    ]));
+    assert_eq!(
+        list,
+        serde_json::json!([
+            "data/mnli-tiny/dev_matched.tsv",
+            "data/mnli-tiny/dev_mismatched.tsv",
+            "extra.tsv"
+        ])
+    );
+    assert_eq!(
+        source,
+        "command line --set data.validation_files+=extra.tsv"
+    );
+    // Edits apply in order over what the layers below give; a flow list appends each item.
+    let (list, _) = files(runner().args([
+        "show",
+        "experiments/mnli-tiny.yaml",
+        "--set",
+        "data.validation_files-=data/mnli-tiny/dev_matched.tsv",
+        "data.validation_files+=[a.tsv, b.tsv]",
+    ]));
+    assert_eq!(
+        list,
+        serde_json::json!(["data/mnli-tiny/dev_mismatched.tsv", "a.tsv", "b.tsv"])
+    );
+    // The environment spells them with a suffix, below the command line.
+    let (list, source) = files(
+        runner()
+            .args(["show", "experiments/mnli-tiny.yaml"])
+            .env(
+                "RUNNER_DATA__VALIDATION_FILES__REMOVE",
+                "data/mnli-tiny/dev_mismatched.tsv",
+            )
+            .env("RUNNER_DATA__VALIDATION_FILES__APPEND", "[c.tsv]"),
+    );
+    assert_eq!(
+        list,
+        serde_json::json!(["data/mnli-tiny/dev_matched.tsv", "c.tsv"])
+    );
+    assert!(
+        source
+            .as_str()
+            .unwrap()
+            .starts_with("env RUNNER_DATA__VALIDATION_FILES__"),
+        "{source}"
+    );
+    // `~key` restores the built-in default, whatever the layers below said.
+    let (config, sources) = explain(runner().args([
+        "show",
+        "experiments/mnli-tiny.yaml",
+        "~train.epochs",
+        "~profile",
+    ]));
+    assert_eq!(config["train"]["epochs"], 3);
+    assert_eq!(sources["train.epochs"], "command line --set ~train.epochs");
+    assert_eq!(config["profile"], serde_json::json!([]));
+    assert_eq!(
+        config["loader"]["num_workers"], 4,
+        "the cpu profile is gone too"
+    );
+    let (config, _) = explain(
+        runner()
+            .args(["show", "experiments/mnli-tiny.yaml"])
+            .env("RUNNER_TRAIN__EPOCHS__RESET", ""),
+    );
+    assert_eq!(config["train"]["epochs"], 3);
+    // Mistakes are diagnostics.
+    for (edit, said) in [
+        (
+            "data.validation_files-=nope.tsv",
+            "nothing in `data.validation_files` matches \"nope.tsv\"",
+        ),
+        ("train.epochs+=1", "`train.epochs` is not a list"),
+        ("~name", "`name` has no built-in default to restore"),
+    ] {
+        let (code, err) = failure(runner().args(["validate", "experiments/mnli-tiny.yaml", edit]));
+        assert_eq!(code, 2, "{edit}: {err}");
+        assert!(err.contains(said), "{edit}: {err}");
+    }
+}
