@@ -84,6 +84,11 @@ pub struct Meta {
     /// instead of silently rewriting what this run was.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<Source>,
+    /// Values read from secret-looking variables (`${env:HF_TOKEN}`): the recorded
+    /// configuration keeps them unresolved; this says whether each was set, and a hash of
+    /// its value to tell a rerun whether it is the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretUse>,
     /// The process that trains (rank 0's), and when it started (clock ticks since boot, to
     /// tell it from a later process with the same pid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,6 +118,16 @@ pub struct Source {
     pub role: String,
     /// Of the file's bytes when the run started.
     pub sha256: String,
+}
+
+/// A secret a configuration read, as the record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecretUse {
+    pub key: String,
+    pub variable: String,
+    pub set: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// The files `resolved` was read from that are on disk (built-in presets are part of the
@@ -414,6 +429,17 @@ pub fn prepare(
         start_time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         git: git_state(exp_path.parent().unwrap_or(Path::new("."))),
         sources: sources(resolved),
+        secrets: resolved
+            .interpolated
+            .secrets
+            .iter()
+            .map(|s| SecretUse {
+                key: s.path.clone(),
+                variable: s.var.clone(),
+                set: s.set,
+                sha256: s.sha256.clone(),
+            })
+            .collect(),
         pid: running.then_some(pid),
         pid_start: running.then(|| host::start_time(pid)).flatten(),
         heartbeat: running.then(now_text),
@@ -495,6 +521,7 @@ mod tests {
             start_time: now_text(),
             git: None,
             sources: vec![],
+            secrets: vec![],
             pid: None,
             pid_start: None,
             heartbeat: None,

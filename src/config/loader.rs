@@ -9,6 +9,7 @@ use super::chain;
 use super::derived::{Derived, derive};
 use super::diagnostic::{Diagnostic, Diagnostics, FileRole, Origin};
 use super::edits;
+use super::interpolate::{self, Interpolated};
 use super::layers::{Layer, LayerKind, Layers};
 use super::presets::{self, PRESETS_ENV};
 use super::types::Experiment;
@@ -76,6 +77,9 @@ pub struct Resolved {
     pub profiles: Vec<String>,
     /// The files of the experiment's chain: its bases (lowest first), then itself.
     pub sources: Vec<PathBuf>,
+    /// What `${…}` resolved: the expressions and their inputs, and the secrets that printed
+    /// and recorded configurations keep unresolved.
+    pub interpolated: Interpolated,
     pub warnings: Vec<Diagnostic>,
     /// Keys whose given value a higher layer's value overruled through the batch
     /// arithmetic; they hold the recomputed value and count as derived.
@@ -196,8 +200,7 @@ fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resol
         );
     }
     if layers.iter().any(|l| l.edit.is_some()) {
-        let schema = super::schema::experiment_schema().to_value();
-        diags.extend(edits::apply(&mut layers, &schema));
+        diags.extend(edits::apply(&mut layers, &super::validate::SCHEMA.json));
     }
     let layers = Layers::new(layers);
 
@@ -213,6 +216,14 @@ fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resol
         // `derived:` from a fed-back `runner show` is output, not input.
         obj.remove("derived");
     }
+    let interpolated = match interpolate_all(&mut merged, req, &layers) {
+        Ok(i) => i,
+        Err(problems) => {
+            diags.extend(problems);
+            sort_by_position(&mut diags);
+            return Err(diags);
+        }
+    };
     let schema_problems = schema_errors(&merged, &layers);
     if !schema_problems.is_empty() {
         diags.extend(cross_checks_despite(&merged, &schema_problems, &layers));
@@ -245,10 +256,90 @@ fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resol
         layers,
         profiles: applied,
         sources,
+        interpolated,
         warnings,
         superseded,
     })
 }
+
+/// Resolves every `${…}` of the merged value. References to `derived` need the derived
+/// values, which are computed first from the configuration with those keys at their
+/// defaults (a derived value cannot depend on a key that refers to it).
+fn interpolate_all(
+    merged: &mut Json,
+    req: &Request,
+    layers: &Layers,
+) -> Result<Interpolated, Vec<Diagnostic>> {
+    if !super::render::any_string(merged, &interpolate::has_template)
+        && !super::render::any_string(merged, &|s| s.contains("$${"))
+    {
+        return Ok(Interpolated::default());
+    }
+    let schema = &super::validate::SCHEMA.json;
+    let job = merged.get("job").and_then(Json::as_str).map(str::to_owned);
+    let default = |key: &str| {
+        edits::default_at(schema, job.as_deref(), key).and_then(|v| serde_json::to_value(v).ok())
+    };
+    let mut known = super::suggest::known_keys(schema, job.as_deref());
+    known.extend(DERIVED_KEYS.iter().map(|k| format!("derived.{k}")));
+    let pristine = merged.clone();
+    let located = |problems: Vec<(String, Diagnostic)>| -> Vec<Diagnostic> {
+        problems
+            .into_iter()
+            .map(|(k, d)| layers.diag_at(&k, d))
+            .collect()
+    };
+    let mut ctx = interpolate::Context {
+        env: &req.env,
+        default: &default,
+        known: &known,
+        derived: None,
+    };
+    let (first, problems) = interpolate::run(merged, &ctx);
+    if !problems.is_empty() {
+        return Err(located(problems));
+    }
+    if first.pending.is_empty() {
+        return Ok(first);
+    }
+    let mut trial = merged.clone();
+    for key in &first.pending {
+        remove_path(&mut trial, key);
+    }
+    let derived = (schema_errors(&trial, layers).is_empty())
+        .then(|| into_experiment(trial, layers).ok())
+        .flatten()
+        .map(|exp| serde_json::to_value(derive(&exp, layers).0).expect("derived serializes"));
+    let Some(derived) = derived else {
+        // The rest of the configuration has problems of its own, which the schema stage
+        // reports; the keys waiting for derived values stay as written.
+        return Ok(first);
+    };
+    *merged = pristine;
+    ctx.derived = Some(&derived);
+    let (done, problems) = interpolate::run(merged, &ctx);
+    if problems.is_empty() {
+        Ok(done)
+    } else {
+        Err(located(problems))
+    }
+}
+
+/// The keys under `derived:`, for did-you-mean in references.
+const DERIVED_KEYS: &[&str] = &[
+    "world_size",
+    "data_parallel_size",
+    "grad_accum_steps",
+    "global_batch_size",
+    "lr",
+    "total_steps",
+    "warmup_steps",
+    "eval_per_device_batch_size",
+    "dist_backend",
+    "output_dir",
+    "logging_dir",
+    "model",
+];
 
 /// Environment and command-line layers, lowest first.
 fn override_layers(req: &Request) -> (Vec<Layer>, Vec<Diagnostic>) {

@@ -11,6 +11,7 @@ pub mod chain;
 pub mod derived;
 pub mod diagnostic;
 pub mod edits;
+pub mod interpolate;
 pub mod layers;
 pub mod loader;
 pub mod machine;

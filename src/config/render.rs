@@ -18,6 +18,13 @@ pub enum Format {
 /// The resolved config with its `derived:` block.
 pub fn full_value(resolved: &Resolved) -> Json {
     let mut v = resolved_json(resolved);
+    // A literal `${` in a value (written `$${`) is printed escaped again, so that the
+    // output, fed back, resolves to itself.
+    escape_templates(&mut v);
+    // What secret-looking variables gave is printed and recorded as written (`${env:…}`).
+    for secret in &resolved.interpolated.secrets {
+        super::interpolate::set(&mut v, &secret.path, Json::String(secret.written.clone()));
+    }
     let derived = serde_json::to_value(&resolved.derived).expect("derived serializes");
     v.as_object_mut()
         .expect("config is an object")
@@ -29,9 +36,30 @@ pub fn render(resolved: &Resolved, format: Format, explain: bool) -> String {
     let value = full_value(resolved);
     let origin = |key: &str| -> String {
         if key == "derived" || key.starts_with("derived.") {
-            "derived".into()
-        } else {
-            resolved.origin_of(key).short()
+            return "derived".into();
+        }
+        let set_by = resolved.origin_of(key).short();
+        match resolved.interpolated.exprs.get(key) {
+            None => set_by,
+            // The expression and where its inputs came from.
+            Some(e) => {
+                let inputs: Vec<String> = e
+                    .inputs
+                    .iter()
+                    .map(|i| match i {
+                        super::interpolate::Input::Key(k) if k.starts_with("derived.") => {
+                            format!("{k}: derived")
+                        }
+                        super::interpolate::Input::Key(k) => {
+                            format!("{k}: {}", resolved.origin_of(k).short())
+                        }
+                        super::interpolate::Input::Env { var, set } => {
+                            format!("env {var}{}", if *set { "" } else { " (unset: default)" })
+                        }
+                    })
+                    .collect();
+                format!("{set_by} = {} ({})", e.written, inputs.join("; "))
+            }
         }
     };
     match (format, explain) {
@@ -56,6 +84,25 @@ pub fn render(resolved: &Resolved, format: Format, explain: bool) -> String {
             let out = serde_json::json!({ "config": value, "sources": sources });
             serde_json::to_string_pretty(&out).expect("json serializes") + "\n"
         }
+    }
+}
+
+fn escape_templates(v: &mut Json) {
+    match v {
+        Json::String(s) if s.contains("${") => *s = s.replace("${", "$${"),
+        Json::Array(items) => items.iter_mut().for_each(escape_templates),
+        Json::Object(map) => map.values_mut().for_each(escape_templates),
+        _ => {}
+    }
+}
+
+/// Whether any string in `v` (at any depth, lists included) satisfies `f`.
+pub fn any_string(v: &Json, f: &dyn Fn(&str) -> bool) -> bool {
+    match v {
+        Json::String(s) => f(s),
+        Json::Array(items) => items.iter().any(|i| any_string(i, f)),
+        Json::Object(map) => map.values().any(|i| any_string(i, f)),
+        _ => false,
     }
 }
 

@@ -27,8 +27,16 @@ fn settings() -> SchemaSettings {
     SchemaSettings::draft07()
 }
 
-/// The experiment schema.
+/// The experiment schema as committed for editors: where a number, boolean, list or enum is
+/// expected, a `${…}` string may stand too (it is resolved before validation).
 pub fn experiment_schema() -> Schema {
+    let mut schema = strict_experiment_schema();
+    allow_interpolation(schema.as_object_mut().expect("root schema is an object"));
+    schema
+}
+
+/// The experiment schema values are validated against once `${…}` is resolved.
+pub fn strict_experiment_schema() -> Schema {
     let mut schema = settings()
         .into_generator()
         .into_root_schema_for::<Experiment>();
@@ -37,6 +45,84 @@ pub fn experiment_schema() -> Schema {
         "https://runner.invalid/schema/runner.schema.json".into(),
     );
     schema
+}
+
+/// Lets a `${…}` string stand for any value that is not a section or a free string, in
+/// every property of the root and the definitions (and in list items).
+fn allow_interpolation(root: &mut serde_json::Map<String, Value>) {
+    let defs = root.get("definitions").cloned().unwrap_or_default();
+    let interpolation = serde_json::json!({
+        "type": "string",
+        "pattern": "\\$\\{",
+        "description": "A `${…}` expression, resolved before validation: `${key}`, `${env:NAME}`, `${env:NAME,default}`, arithmetic such as `${model.hidden_size * 4}`."
+    });
+    let is_section = |p: &Value| -> bool {
+        let reference = p
+            .get("$ref")
+            .or_else(|| {
+                p.get("allOf")
+                    .and_then(|a| a.get(0))
+                    .and_then(|a| a.get("$ref"))
+            })
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/definitions/"));
+        let target = reference.map_or(p, |name| &defs[name]);
+        target.get("properties").is_some()
+            || target.get("anyOf").is_some_and(|_| {
+                // The job-specific `model`/`data` sections are untagged enums of sections.
+                reference.is_some_and(|n| n.ends_with("Config"))
+            })
+    };
+    let free_string = |p: &Value| {
+        p.get("type") == Some(&Value::from("string"))
+            && ["pattern", "enum", "format"]
+                .iter()
+                .all(|k| p.get(*k).is_none())
+    };
+    let reference = Value::from("#/definitions/Interpolation");
+    let wrap = |p: &Value| -> Value {
+        let mut inner = p.clone();
+        let mut outer = serde_json::Map::new();
+        if let Some(obj) = inner.as_object_mut() {
+            for k in ["description", "default", "writeOnly", "readOnly"] {
+                if let Some(v) = obj.remove(k) {
+                    outer.insert(k.into(), v);
+                }
+            }
+            if let Some(items) = obj.get_mut("items")
+                && !free_string(items)
+            {
+                *items = serde_json::json!({"anyOf": [items.clone(), {"$ref": reference.clone()}]});
+            }
+        }
+        outer.insert(
+            "anyOf".into(),
+            Value::Array(vec![inner, serde_json::json!({"$ref": reference.clone()})]),
+        );
+        Value::Object(outer)
+    };
+    let relax = |props: &mut serde_json::Map<String, Value>| {
+        for (k, p) in props.iter_mut() {
+            if ["derived", "extends", "model", "data"].contains(&k.as_str())
+                || is_section(p)
+                || free_string(p)
+            {
+                continue;
+            }
+            *p = wrap(p);
+        }
+    };
+    if let Some(Value::Object(props)) = root.get_mut("properties") {
+        relax(props);
+    }
+    if let Some(Value::Object(defs)) = root.get_mut("definitions") {
+        for def in defs.values_mut() {
+            if let Some(Value::Object(props)) = def.get_mut("properties") {
+                relax(props);
+            }
+        }
+        defs.insert("Interpolation".into(), interpolation);
+    }
 }
 
 /// The profile schema: the experiment's keys, none required.

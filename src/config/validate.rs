@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 
 use super::diagnostic::Diagnostic;
 use super::layers::Layers;
-use super::schema::experiment_schema;
+use super::schema::strict_experiment_schema;
 use super::suggest::{self, SchemaKey};
 use super::types::{Experiment, JobKind};
 
@@ -22,7 +22,7 @@ pub struct CompiledSchema {
 
 /// Built once per process: generating and compiling the schema takes about a millisecond.
 pub static SCHEMA: LazyLock<CompiledSchema> = LazyLock::new(|| {
-    let json = experiment_schema().to_value();
+    let json = strict_experiment_schema().to_value();
     let validator = jsonschema::draft7::new(&json).expect("the generated schema is valid draft-07");
     CompiledSchema { json, validator }
 });

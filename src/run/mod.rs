@@ -378,9 +378,13 @@ pub fn resolve_run_dir(run_dir: &Path) -> Result<std::result::Result<Resolved, D
             "give the directory `runner run` printed",
         ));
     }
-    // The run's own resolved configuration, without this shell's RUNNER_* variables.
+    // The run's own resolved configuration, without this shell's RUNNER_* variables (the rest
+    // of the environment serves the `${env:…}` a recorded configuration keeps for secrets).
     let request = Request {
         experiment: config,
+        env: std::env::vars()
+            .filter(|(k, _)| !k.starts_with(crate::config::loader::ENV_PREFIX))
+            .collect(),
         ..Request::default()
     };
     Ok(resolve(&request))

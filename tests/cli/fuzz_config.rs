@@ -1,6 +1,7 @@
 //! Property tests over the config loader: arbitrary experiment files (YAML and TOML, from
-//! random text to nearly valid configs), `RUNNER_*` variables, `--set` strings and profile
-//! names. No input may panic; every accepted configuration prints (YAML, TOML, JSON,
+//! random text to nearly valid configs, with `extends` of real, cyclic and missing bases and
+//! `${…}` values), `RUNNER_*` variables and `--set` strings (list edits among them) and
+//! profile names. No input may panic; every accepted configuration prints (YAML, TOML, JSON,
 //! `--explain`) and its YAML print resolves back to the same configuration.
 //!
 //! CI runs proptest's default case count; the million-input run is
@@ -58,6 +59,25 @@ fn value() -> impl Strategy<Value = String> {
         Just("{a: 1}".to_string()),
         Just("\"{name}-{timestamp}\"".to_string()),
         Just("\"{oops\"".to_string()),
+        prop::sample::select(vec![
+            "\"${train.epochs * 2}\"",
+            "\"${train.per_device_batch_size // 2}\"",
+            "\"${env:FUZZ_VAR,3}\"",
+            "\"${env:FUZZ_VAR}\"",
+            "\"${env:FUZZ_TOKEN,none}\"",
+            "\"${derived.global_batch_size}\"",
+            "\"${derived.nope}\"",
+            "\"${seed}\"",
+            "\"${a.b}\"",
+            "\"${1 // 0}\"",
+            "\"${(1 + 2\"",
+            "\"$${literal}\"",
+            "\"${\"",
+            "\"x-${train.epochs}-${optimizer.lr}\"",
+            "\"${optimizer.lr / 3}\"",
+            "\"${name * 2}\"",
+        ])
+        .prop_map(String::from),
         prop::sample::select(vec![
             "mae",
             "text_classification",
@@ -176,6 +196,18 @@ fn plausible() -> impl Strategy<Value = (String, String)> {
         ("resume", "auto"),
         ("init_from", "w.safetensors"),
         ("profile", "[cpu]"),
+        ("extends", "bases/partial.yaml"),
+        ("extends", "[bases/partial.yaml, bases/other.toml]"),
+        ("extends", "bases/cycle.yaml"),
+        ("extends", "bases/missing.yaml"),
+        (
+            "train.log_every_steps",
+            "\"${train.per_device_batch_size // 2}\"",
+        ),
+        (
+            "eval.per_device_batch_size",
+            "\"${derived.global_batch_size * 2}\"",
+        ),
     ])
     .prop_map(|(k, v)| (k.to_string(), v.to_string()))
 }
@@ -217,6 +249,9 @@ fn overrides() -> impl Strategy<Value = Vec<String>> {
     prop::collection::vec(
         prop_oneof![
             8 => (key(), value()).prop_map(|(k, v)| format!("{k}={v}")),
+            2 => (key(), prop::sample::select(vec!["+=", "-="]), value())
+                .prop_map(|(k, op, v)| format!("{k}{op}{v}")),
+            1 => key().prop_map(|k| format!("~{k}")),
             1 => "[ -~]{0,30}",
         ],
         0..3,
@@ -224,12 +259,38 @@ fn overrides() -> impl Strategy<Value = Vec<String>> {
 }
 
 fn env() -> impl Strategy<Value = Vec<(String, String)>> {
+    let suffix = prop::sample::select(vec!["", "", "", "__APPEND", "__REMOVE", "__RESET"]);
     prop::collection::vec(
-        (key(), value())
-            .prop_map(|(k, v)| (format!("RUNNER_{}", k.to_uppercase().replace('.', "__")), v)),
-        0..2,
+        prop_oneof![
+            4 => (key(), suffix, value()).prop_map(|(k, s, v)| {
+                (format!("RUNNER_{}{s}", k.to_uppercase().replace('.', "__")), v)
+            }),
+            1 => value().prop_map(|v| ("FUZZ_VAR".to_string(), v)),
+            1 => value().prop_map(|v| ("FUZZ_TOKEN".to_string(), v)),
+        ],
+        0..3,
     )
 }
+
+/// A folder of bases the documents `extends`: a partial one, one in TOML that extends it, one
+/// that extends itself; `missing.yaml` is not there.
+static BASES: LazyLock<tempfile::TempDir> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().unwrap();
+    let bases = dir.path().join("bases");
+    std::fs::create_dir(&bases).unwrap();
+    std::fs::write(
+        bases.join("partial.yaml"),
+        "train:\n  epochs: 4\noptimizer:\n  weight_decay: 0.1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        bases.join("other.toml"),
+        "extends = \"partial.yaml\"\n[scheduler]\nstyle = \"cosine\"\n",
+    )
+    .unwrap();
+    std::fs::write(bases.join("cycle.yaml"), "extends: cycle.yaml\n").unwrap();
+    dir
+});
 
 fn profiles() -> impl Strategy<Value = Vec<String>> {
     prop::collection::vec(
@@ -252,7 +313,10 @@ proptest! {
         profiles in profiles(),
         seed in proptest::option::of(any::<u64>()),
     ) {
-        let experiment = PathBuf::from(if toml { "fuzz.toml" } else { "fuzz.yaml" });
+        let experiment = BASES.path().join(if toml { "fuzz.toml" } else { "fuzz.yaml" });
+        // What a printed configuration keeps unresolved (secrets) resolves again from these.
+        let plain_env: Vec<(String, String)> =
+            env.iter().filter(|(k, _)| !k.starts_with("RUNNER_")).cloned().collect();
         let req = Request { experiment, profiles, overrides, seed, output_dir: None, env };
         match resolve_text(&req, &text) {
             Err(diags) => {
@@ -265,7 +329,7 @@ proptest! {
                 let _ = render(&resolved, Format::Toml, false);
                 let _ = render(&resolved, Format::Json, true);
                 let _ = render(&resolved, Format::Yaml, true);
-                let again = Request { experiment: PathBuf::from("again.yaml"), ..Request::default() };
+                let again = Request { experiment: PathBuf::from("again.yaml"), env: plain_env, ..Request::default() };
                 match resolve_text(&again, &yaml) {
                     Ok(back) => prop_assert_eq!(full_value(&back), full_value(&resolved)),
                     Err(d) => prop_assert!(false, "printed config does not resolve:\n{}\n---\n{}", yaml, d.render()),

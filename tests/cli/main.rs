@@ -9,6 +9,7 @@ mod commands;
 mod errors;
 mod extends;
 mod fuzz_config;
+mod interpolation;
 mod layers;
 mod lifecycle;
 mod mae;
