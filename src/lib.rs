@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod dist;
 pub mod durable;

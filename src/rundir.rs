@@ -112,7 +112,7 @@ pub struct Meta {
 /// A file the configuration was read from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Source {
-    /// As the configuration named it.
+    /// Its absolute path.
     pub path: String,
     /// `experiment`, `base` or `profile`.
     pub role: String,
@@ -151,7 +151,7 @@ pub fn sources(resolved: &Resolved) -> Vec<Source> {
                 FileRole::Profile(_) => "profile",
             };
             Some(Source {
-                path: path.display().to_string(),
+                path: host::absolute(path).display().to_string(),
                 role: role.into(),
                 sha256: format!("{:x}", sha2::Sha256::digest(&bytes)),
             })
@@ -254,6 +254,45 @@ pub fn live_refusal(dir: &Path, meta: &Meta) -> Refusal {
         dir.display(),
         meta.whereabouts()
     ))
+}
+
+/// Who set each value of a recorded run, read back from its `provenance.yaml` (dotted key →
+/// origin as `--explain` printed it), empty when the file is missing.
+pub fn recorded_origins(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(dir.join(PROVENANCE)) else {
+        return out;
+    };
+    let mut sections: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let depth = (line.len() - line.trim_start().len()) / 2;
+        sections.truncate(depth);
+        let content = line.trim_start();
+        match content.rfind("  # ") {
+            Some(at) => {
+                let Some((key, _)) = content[..at].split_once(':') else {
+                    continue;
+                };
+                let mut path = sections.clone();
+                path.push(key.to_string());
+                out.insert(path.join("."), content[at + 4..].trim().to_string());
+            }
+            None => {
+                if let Some(section) = content.strip_suffix(':') {
+                    sections.push(section.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `path` is a run directory (it holds a recorded configuration).
+pub fn is_run_dir(path: &Path) -> bool {
+    path.is_dir() && path.join(RESOLVED_CONFIG).is_file()
 }
 
 /// The run directory of `resolved`, with `{timestamp}` filled in.
@@ -556,6 +595,21 @@ mod tests {
         let old = chrono::Utc::now() - chrono::TimeDelta::seconds(600);
         assert_eq!(remote(old).status_now(), Status::Interrupted);
         assert_eq!(meta(Status::Completed).status_now(), Status::Completed);
+    }
+
+    #[test]
+    fn provenance_reads_back_as_origins_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(PROVENANCE),
+            "# header\n# experiment e.yaml sha256:00\nname: t                  # e.yaml:1:1\ntrain:\n  epochs: 3               # default\n  note: \"a  # b\"          # command line --set train.note=x\nderived:\n  model:\n    width: 4        # derived\n",
+        )
+        .unwrap();
+        let o = recorded_origins(dir.path());
+        assert_eq!(o["name"], "e.yaml:1:1");
+        assert_eq!(o["train.epochs"], "default");
+        assert_eq!(o["train.note"], "command line --set train.note=x");
+        assert_eq!(o["derived.model.width"], "derived");
     }
 
     #[test]

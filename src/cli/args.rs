@@ -44,7 +44,8 @@ pub enum Command {
         #[arg(long)]
         strict: bool,
     },
-    /// Print the fully resolved configuration and its derived values.
+    /// Print the fully resolved configuration and its derived values. Given a run directory,
+    /// print its recorded configuration (`--explain`: its recorded provenance).
     Show {
         #[command(flatten)]
         config: ConfigArgs,
@@ -55,6 +56,12 @@ pub enum Command {
         #[arg(long)]
         explain: bool,
     },
+    /// Print every key whose resolved value differs between two experiments or run
+    /// directories (`derived` included), with both values and where each came from.
+    ///
+    /// Exit 0 when they are the same, 1 when they differ, 2 on a configuration error, as
+    /// `diff` does. Profiles and overrides apply to both sides; `--a-set` and `--b-set` to one.
+    Diff(DiffArgs),
     /// Resolve, validate, check the machine, create the run directory and train.
     ///
     /// With `hardware.nnodes × nproc_per_node` > 1 (the tch backend), trains data-parallel: this
@@ -153,6 +160,40 @@ pub struct SlurmArgs {
     /// Another #SBATCH option, verbatim, e.g. `--sbatch=--mem=64G`. Repeatable.
     #[arg(long = "sbatch", value_name = "OPTION", allow_hyphen_values = true)]
     pub sbatch: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The first experiment file or run directory.
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    /// The second experiment file or run directory.
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+    /// Profile for both sides (as for `show`). Repeatable.
+    #[arg(long = "profile", short = 'p', value_name = "NAME|PATH")]
+    pub profiles: Vec<String>,
+    /// Override for both sides, e.g. `--set train.epochs=1`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Override for side A only. Repeatable.
+    #[arg(long = "a-set", value_name = "KEY=VALUE")]
+    pub a_set: Vec<String>,
+    /// Override for side B only. Repeatable.
+    #[arg(long = "b-set", value_name = "KEY=VALUE")]
+    pub b_set: Vec<String>,
+    /// `text` for people, `json` for scripts.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
+    /// Overrides for both sides, as with --set: `train.epochs=1`.
+    #[arg(value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

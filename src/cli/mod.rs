@@ -1,10 +1,11 @@
 //! The command line: the clap definitions (`args`), the log set-up (`logging`), and one file
 //! per command. Commands are thin: they call library functions (which tests call too) and
 //! print what those return. Exit codes: 0 ok, 2 configuration error, 1 runtime failure (130 and
-//! 143 after SIGINT and SIGTERM).
+//! 143 after SIGINT and SIGTERM); `diff` exits 0 same, 1 different, 2 trouble.
 
 mod args;
 mod completions;
+mod diff;
 mod export;
 mod init;
 mod launch;
@@ -21,7 +22,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser as _;
 
-pub use args::{Cli, Command, ConfigArgs, LogFormat, OutputFormat, SlurmArgs};
+pub use args::{
+    Cli, Command, ConfigArgs, DiffArgs, DiffFormat, LogFormat, OutputFormat, SlurmArgs,
+};
 
 use crate::config::{Diagnostics, Resolved};
 use crate::dist::rank_log;
@@ -51,6 +54,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             format,
             explain,
         } => show::show(&config, format.into(), explain),
+        Command::Diff(args) => diff::diff(&args),
         Command::Run { config, dry_run } => run::run(&config, dry_run, cli.quiet, cli.log_format),
         Command::Launch { config, slurm } => launch::launch(&config, &slurm),
         Command::Schema {

@@ -1,5 +1,6 @@
 //! `runner show`: the resolved configuration and its derived values; what the engine cannot
-//! train is a warning here, so any configuration can be looked at.
+//! train is a warning here, so any configuration can be looked at. A run directory shows its
+//! recorded configuration, and `--explain` its recorded provenance.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -7,15 +8,21 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::{ConfigArgs, report};
+use crate::compare::Side;
 use crate::config::render::{self, Format};
 
 pub fn show(config: &ConfigArgs, format: Format, explain: bool) -> Result<ExitCode> {
-    let resolved = match crate::config::resolve_for_show(&config.request()) {
-        Ok(r) => r,
+    let side = match Side::load(&config.experiment, &config.request()) {
+        Ok(s) => s,
         Err(d) => return Ok(report(&d, &config.experiment)),
     };
-    crate::config::print_warnings(&resolved);
-    let text = render::render(&resolved, format, explain);
+    crate::config::print_warnings(&side.resolved);
+    let origin = |key: &str| side.origin(key);
+    let text = if side.run {
+        render::render_with(&side.resolved, format, explain, Some(&origin))
+    } else {
+        render::render(&side.resolved, format, explain)
+    };
     let mut out = std::io::stdout().lock();
     // A closed pipe (`runner show … | head`) is not an error worth a message.
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());

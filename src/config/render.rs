@@ -33,8 +33,19 @@ pub fn full_value(resolved: &Resolved) -> Json {
 }
 
 pub fn render(resolved: &Resolved, format: Format, explain: bool) -> String {
+    render_with(resolved, format, explain, None)
+}
+
+/// [`render`] with the origins `--explain` shows given by `origin_of` (a run directory's
+/// recorded provenance) instead of the layers.
+pub fn render_with(
+    resolved: &Resolved,
+    format: Format,
+    explain: bool,
+    origin_of: Option<&dyn Fn(&str) -> String>,
+) -> String {
     let value = full_value(resolved);
-    let origin = |key: &str| -> String {
+    let layered = |key: &str| -> String {
         if key == "derived" || key.starts_with("derived.") {
             return "derived".into();
         }
@@ -60,6 +71,12 @@ pub fn render(resolved: &Resolved, format: Format, explain: bool) -> String {
                     .collect();
                 format!("{set_by} = {} ({})", e.written, inputs.join("; "))
             }
+        }
+    };
+    let origin = |key: &str| -> String {
+        match origin_of {
+            Some(f) => f(key),
+            None => layered(key),
         }
     };
     match (format, explain) {

@@ -129,12 +129,27 @@ fn a_run_directory_stands_alone_and_records_every_file_of_the_chain() {
             )
         })
         .collect();
+    let root = dir.path().canonicalize().unwrap();
+    let here = |p: &str| root.join(p).display().to_string();
+    let sources: Vec<(String, String)> = sources
+        .into_iter()
+        .map(|(p, r)| {
+            (
+                std::path::Path::new(&p)
+                    .canonicalize()
+                    .unwrap()
+                    .display()
+                    .to_string(),
+                r,
+            )
+        })
+        .collect();
     assert_eq!(
         sources,
         [
-            ("bases/deep/base.yaml".to_string(), "base".to_string()),
-            ("bases/mid.toml".into(), "base".into()),
-            ("top.yaml".into(), "experiment".into()),
+            (here("bases/deep/base.yaml"), "base".to_string()),
+            (here("bases/mid.toml"), "base".into()),
+            (here("top.yaml"), "experiment".into()),
         ]
     );
     for s in meta["sources"].as_array().unwrap() {
@@ -142,8 +157,12 @@ fn a_run_directory_stands_alone_and_records_every_file_of_the_chain() {
     }
     let provenance = std::fs::read_to_string(run.join("provenance.yaml")).unwrap();
     assert!(
-        provenance.contains("# base bases/mid.toml sha256:"),
+        provenance.contains("bases/mid.toml sha256:"),
         "{provenance}"
+    );
+    assert!(
+        provenance.contains("# base /"),
+        "absolute paths: {provenance}"
     );
     // The recorded configuration resolves alone, without the bases.
     std::fs::remove_dir_all(dir.path().join("bases")).unwrap();

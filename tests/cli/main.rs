@@ -6,6 +6,7 @@ mod common;
 
 mod causal_vae;
 mod commands;
+mod diff;
 mod errors;
 mod extends;
 mod fuzz_config;
