@@ -165,10 +165,14 @@ bench-mae-gpu python=".venv-tch/bin/python" rounds="3": setup-tch
 
 vit_b := '--batch 64 --dim 768 --depth 12 --heads 12 --dec-dim 512 --dec-depth 8 --dec-heads 16 --steps 20 --warmup 5'
 
-# Start-up-to-exit time of resolving and printing a real config (target: well under 20 ms).
+# Start-up-to-exit time of resolving and printing a real config (target: well under 20 ms),
+# and a three-level `extends` chain with `${…}` against the same configuration in one file
+# (target: within 1.5×), side by side in one hyperfine run.
 bench-cli: build
     @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
     hyperfine --shell=none --warmup 20 --runs 300 \
         './target/release/runner show experiments/mnli.yaml --profile 8xA100 --set train.epochs=1' \
         './target/release/runner validate experiments/mae.yaml' \
+        './target/release/runner show bench/cli/flat.yaml' \
+        './target/release/runner show bench/cli/chain.yaml' \
         './target/release/runner --version'

@@ -192,13 +192,7 @@ pub fn default_at(schema: &Json, job: Option<&str>, key: &str) -> Option<Value> 
                     let (model, data) = job.section_schema_names();
                     &defs[if top == "model" { model } else { data }]
                 }
-                _ => {
-                    let reference = prop
-                        .get("$ref")
-                        .or_else(|| prop["allOf"].get(0).and_then(|a| a.get("$ref")))
-                        .and_then(Json::as_str)?;
-                    &defs[reference.strip_prefix("#/definitions/")?]
-                }
+                _ => &defs[super::schema::field_reference(prop)?],
             };
             match section["properties"].get(rest) {
                 Some(p) => p.get("default")?.clone(),

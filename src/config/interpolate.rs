@@ -336,9 +336,14 @@ impl Resolver<'_> {
                 return Err(Stop::Pending);
             };
             return lookup(derived, rest).cloned().ok_or_else(|| {
+                let mut names = Vec::new();
+                super::render::leaves(derived, "", &mut |k, _| names.push(k.to_string()));
+                let hint = super::suggest::closest_value(rest, &names)
+                    .map(|c| format!("did you mean `derived.{c}`? "))
+                    .unwrap_or_default();
                 Stop::Error(
                     format!("`${{{expr}}}`: there is no derived value `{rest}`"),
-                    "see `runner show` for the values under `derived:`".into(),
+                    format!("{hint}see `runner show` for the values under `derived:`"),
                 )
             });
         }

@@ -280,8 +280,7 @@ fn interpolate_all(
     let default = |key: &str| {
         edits::default_at(schema, job.as_deref(), key).and_then(|v| serde_json::to_value(v).ok())
     };
-    let mut known = super::suggest::known_keys(schema, job.as_deref());
-    known.extend(DERIVED_KEYS.iter().map(|k| format!("derived.{k}")));
+    let known = super::suggest::known_keys(schema, job.as_deref());
     let pristine = merged.clone();
     let located = |problems: Vec<(String, Diagnostic)>| -> Vec<Diagnostic> {
         problems
@@ -324,22 +323,6 @@ fn interpolate_all(
         Err(located(problems))
     }
 }
-
-/// The keys under `derived:`, for did-you-mean in references.
-const DERIVED_KEYS: &[&str] = &[
-    "world_size",
-    "data_parallel_size",
-    "grad_accum_steps",
-    "global_batch_size",
-    "lr",
-    "total_steps",
-    "warmup_steps",
-    "eval_per_device_batch_size",
-    "dist_backend",
-    "output_dir",
-    "logging_dir",
-    "model",
-];
 
 /// Environment and command-line layers, lowest first.
 fn override_layers(req: &Request) -> (Vec<Layer>, Vec<Diagnostic>) {

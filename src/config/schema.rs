@@ -57,15 +57,7 @@ fn allow_interpolation(root: &mut serde_json::Map<String, Value>) {
         "description": "A `${…}` expression, resolved before validation: `${key}`, `${env:NAME}`, `${env:NAME,default}`, arithmetic such as `${model.hidden_size * 4}`."
     });
     let is_section = |p: &Value| -> bool {
-        let reference = p
-            .get("$ref")
-            .or_else(|| {
-                p.get("allOf")
-                    .and_then(|a| a.get(0))
-                    .and_then(|a| a.get("$ref"))
-            })
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("#/definitions/"));
+        let reference = field_reference(p);
         let target = reference.map_or(p, |name| &defs[name]);
         target.get("properties").is_some()
             || target.get("anyOf").is_some_and(|_| {
@@ -127,40 +119,51 @@ fn allow_interpolation(root: &mut serde_json::Map<String, Value>) {
 
 /// The profile schema: the experiment's keys, none required.
 pub fn profile_schema() -> Schema {
-    let mut schema = experiment_schema();
-    let obj = schema.as_object_mut().expect("root schema is an object");
-    obj.remove("required");
-    obj.insert(
-        "$id".into(),
-        "https://runner.invalid/schema/profile.schema.json".into(),
-    );
-    obj.insert("title".into(), "runner profile".into());
-    obj.insert(
-        "description".into(),
+    partial_schema(
+        PROFILE_SCHEMA_FILE,
+        "runner profile",
         "A hardware profile (`presets/*.toml`, `--profile`): any experiment keys, none required, \
-         merged below the experiment file. `description` is the profile's own one-liner."
-            .into(),
-    );
-    schema
+         merged below the experiment file. `description` is the profile's own one-liner.",
+    )
 }
 
 /// The schema of a base file (`extends`): the experiment's keys, none required.
 pub fn base_schema() -> Schema {
+    partial_schema(
+        BASE_SCHEMA_FILE,
+        "runner base experiment",
+        "A base that experiments build on (`extends`): any experiment keys, none required; \
+         only the experiment's merged result is validated.",
+    )
+}
+
+/// The experiment schema with nothing required, under another name.
+fn partial_schema(file: &str, title: &str, description: &str) -> Schema {
     let mut schema = experiment_schema();
     let obj = schema.as_object_mut().expect("root schema is an object");
     obj.remove("required");
     obj.insert(
         "$id".into(),
-        "https://runner.invalid/schema/base.schema.json".into(),
+        format!("https://runner.invalid/{file}").into(),
     );
-    obj.insert("title".into(), "runner base experiment".into());
-    obj.insert(
-        "description".into(),
-        "A base that experiments build on (`extends`): any experiment keys, none required; \
-         only the experiment's merged result is validated."
-            .into(),
-    );
+    obj.insert("title".into(), title.into());
+    obj.insert("description".into(), description.into());
     schema
+}
+
+/// The definition a field's schema refers to: draft-07 puts a field's `$ref` inside `allOf`
+/// so that its description can sit beside it.
+pub fn field_reference(field: &Value) -> Option<&str> {
+    field
+        .get("$ref")
+        .or_else(|| {
+            field
+                .get("allOf")
+                .and_then(|a| a.get(0))
+                .and_then(|a| a.get("$ref"))
+        })
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/definitions/"))
 }
 
 /// Pretty JSON with a trailing newline, as committed.

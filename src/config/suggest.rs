@@ -423,16 +423,7 @@ impl SchemaKey {
 pub fn schema_keys(schema: &Json, job: Option<&str>) -> Vec<SchemaKey> {
     let defs = &schema["definitions"];
     let resolve = |s: &Json| -> Json {
-        // Draft-07 puts a field's `$ref` inside `allOf` so that its description can sit beside it.
-        let reference = s
-            .get("$ref")
-            .or_else(|| {
-                s.get("allOf")
-                    .and_then(|a| a.get(0))
-                    .and_then(|a| a.get("$ref"))
-            })
-            .and_then(Json::as_str);
-        match reference.and_then(|r| r.strip_prefix("#/definitions/")) {
+        match crate::config::schema::field_reference(s) {
             Some(name) => {
                 let mut d = defs[name].clone();
                 // A field's own doc comment wins over its type's.
