@@ -32,16 +32,14 @@ impl Side {
     /// `RUNNER_…` variables (they were applied when it ran).
     pub fn load(path: &Path, request: &Request) -> Result<Side, Diagnostics> {
         let run = rundir::is_run_dir(path);
-        let mut req = request.clone();
-        req.experiment = if run {
-            path.join(rundir::RESOLVED_CONFIG)
+        let req = if run {
+            rundir::recorded_request(path, request.clone())
         } else {
-            path.to_path_buf()
+            Request {
+                experiment: path.to_path_buf(),
+                ..request.clone()
+            }
         };
-        if run {
-            req.env
-                .retain(|(k, _)| !k.starts_with(crate::config::loader::ENV_PREFIX));
-        }
         let resolved = resolve_for_show(&req)?;
         let (recorded, recorded_sources) = if run {
             let meta = rundir::read_meta(path);

@@ -290,6 +290,16 @@ pub fn recorded_origins(dir: &Path) -> std::collections::BTreeMap<String, String
     out
 }
 
+/// `req` aimed at the run in `dir`: its recorded configuration, without the environment's
+/// `RUNNER_…` variables (they were applied when it ran; the rest of the environment serves
+/// the `${env:…}` a recorded configuration keeps for secrets).
+pub fn recorded_request(dir: &Path, mut req: crate::config::Request) -> crate::config::Request {
+    req.experiment = dir.join(RESOLVED_CONFIG);
+    req.env
+        .retain(|(k, _)| !k.starts_with(crate::config::loader::ENV_PREFIX));
+    req
+}
+
 /// Whether `path` is a run directory (it holds a recorded configuration).
 pub fn is_run_dir(path: &Path) -> bool {
     path.is_dir() && path.join(RESOLVED_CONFIG).is_file()
@@ -308,16 +318,23 @@ pub fn run_dir_path(resolved: &Resolved, now: chrono::DateTime<chrono::Utc>) -> 
 /// Refuses a directory that already holds a run (anything beyond a `--dry-run`), unless
 /// the configuration resumes it; a live run is refused either way.
 pub fn check_reusable(dir: &Path, resuming: bool) -> Result<(), Refusal> {
-    match inspect(dir) {
-        Existing::Nothing | Existing::Prepared => Ok(()),
-        Existing::Live(meta) => Err(live_refusal(dir, &meta)),
-        Existing::Completed(_) | Existing::Ended(_) if resuming => Ok(()),
-        Existing::Completed(_) | Existing::Ended(_) => Err(Refusal(format!(
-            "`{}` already holds a run; refusing to overwrite it. Choose another directory \
-             (`--output-dir`, or `{{timestamp}}` in output_dir), or continue it with `--set \
-             resume=auto`",
-            dir.display()
-        ))),
+    inspect(dir).check(dir, resuming)
+}
+
+impl Existing {
+    /// [`check_reusable`] for what `dir` was found to hold.
+    pub fn check(&self, dir: &Path, resuming: bool) -> Result<(), Refusal> {
+        match self {
+            Existing::Nothing | Existing::Prepared => Ok(()),
+            Existing::Live(meta) => Err(live_refusal(dir, meta)),
+            Existing::Completed(_) | Existing::Ended(_) if resuming => Ok(()),
+            Existing::Completed(_) | Existing::Ended(_) => Err(Refusal(format!(
+                "`{}` already holds a run; refusing to overwrite it. Choose another directory \
+                 (`--output-dir`, or `{{timestamp}}` in output_dir), or continue it with `--set \
+                 resume=auto`",
+                dir.display()
+            ))),
+        }
     }
 }
 
@@ -329,14 +346,6 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn meta(&self) -> Meta {
-        self.lock().clone()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Meta> {
         self.meta.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -438,10 +447,11 @@ pub fn prepare(
     );
     config.push_str(&render(resolved, Format::Yaml, false));
     durable::write(&dir.join(RESOLVED_CONFIG), config.as_bytes())?;
+    let sources = sources(resolved);
     let mut provenance = String::from(
         "# Each resolved value and the layer that set it (`runner show --explain`).\n",
     );
-    for source in sources(resolved) {
+    for source in &sources {
         provenance.push_str(&format!(
             "# {} {} sha256:{}\n",
             source.role, source.path, source.sha256
@@ -467,7 +477,7 @@ pub fn prepare(
         device: resolved.experiment.hardware.device.to_string(),
         start_time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         git: git_state(exp_path.parent().unwrap_or(Path::new("."))),
-        sources: sources(resolved),
+        sources,
         secrets: resolved
             .interpolated
             .secrets

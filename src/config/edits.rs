@@ -14,7 +14,7 @@ use figment::value::{Dict, Value};
 use serde_json::Value as Json;
 
 use super::diagnostic::Diagnostic;
-use super::layers::{Layer, LayerKind};
+use super::layers::{Layer, LayerKind, LayerProvider};
 
 /// What an edit does to its key.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,26 @@ pub enum Op {
     Remove(Vec<Value>),
     /// Back to the built-in default.
     Reset,
+}
+
+impl Op {
+    /// `list` with this edit applied; `None` when a removal matches nothing. A reset gives
+    /// the empty list (what the caller replaces by the key's default).
+    pub fn edit(&self, mut list: Vec<Value>) -> Option<Vec<Value>> {
+        match self {
+            Op::Append(new) => {
+                list.extend(new.iter().cloned());
+                Some(list)
+            }
+            Op::Remove(gone) => {
+                let gone: Vec<Json> = gone.iter().map(to_json).collect();
+                let before = list.len();
+                list.retain(|item| !gone.contains(&to_json(item)));
+                (list.len() < before).then_some(list)
+            }
+            Op::Reset => Some(Vec::new()),
+        }
+    }
 }
 
 /// One edit of `key`.
@@ -71,7 +91,13 @@ pub fn apply(layers: &mut [Layer], schema: &Json) -> Vec<Diagnostic> {
         };
         let below = layers[..i]
             .iter()
-            .fold(Figment::new(), |f, l| f.merge(DictProvider(l.dict.clone())));
+            .enumerate()
+            .fold(Figment::new(), |f, (id, l)| {
+                f.merge(LayerProvider {
+                    id,
+                    dict: l.dict.clone(),
+                })
+            });
         let current: Option<Value> = below.find_value(&edit.key).ok();
         let job = below
             .find_value("job")
@@ -114,31 +140,22 @@ pub fn apply(layers: &mut [Layer], schema: &Json) -> Vec<Diagnostic> {
                         "use `key=value` to replace a single value",
                     )),
                 };
-                list.and_then(|mut list| {
-                    if let Op::Append(_) = edit.op {
-                        list.extend(new.iter().cloned());
-                        return Ok(list);
-                    }
-                    let before = list.len();
-                    let gone: Vec<Json> = new.iter().map(to_json).collect();
-                    list.retain(|item| !gone.contains(&to_json(item)));
-                    if list.len() == before {
+                list.and_then(|list| {
+                    edit.op.edit(list.clone()).ok_or_else(|| {
                         let shown: Vec<String> =
                             list.iter().map(|v| to_json(v).to_string()).collect();
-                        return Err(fail(
+                        let wanted: Vec<String> =
+                            new.iter().map(|v| to_json(v).to_string()).collect();
+                        fail(
                             format!(
                                 "nothing in `{}` matches {} (it holds [{}])",
                                 edit.key,
-                                gone.iter()
-                                    .map(Json::to_string)
-                                    .collect::<Vec<_>>()
-                                    .join(", "),
+                                wanted.join(", "),
                                 shown.join(", ")
                             ),
                             "remove an item that is in the list, written as it is there",
-                        ));
-                    }
-                    Ok(list)
+                        )
+                    })
                 })
                 .map(Value::from)
             }
@@ -156,17 +173,6 @@ pub fn apply(layers: &mut [Layer], schema: &Json) -> Vec<Diagnostic> {
         }
     }
     problems
-}
-
-struct DictProvider(Dict);
-
-impl figment::Provider for DictProvider {
-    fn metadata(&self) -> figment::Metadata {
-        figment::Metadata::named("edit")
-    }
-    fn data(&self) -> Result<figment::value::Map<figment::Profile, Dict>, figment::Error> {
-        Ok(figment::Profile::Default.collect(self.0.clone()))
-    }
 }
 
 fn to_json(v: &Value) -> Json {
@@ -206,24 +212,23 @@ pub fn default_at(schema: &Json, job: Option<&str>, key: &str) -> Option<Value> 
 
 /// An edit layer for `key` from the environment or command line; `raw` is the value text.
 pub fn layer(key: &str, op: &str, raw: &str, kind: LayerKind) -> Result<Layer, Diagnostic> {
+    // Parsed as any override (the key's form and the value, through the same checks); a
+    // reset has no value of its own.
+    let parsed = Layer::from_override(key, if op == "~" { "null" } else { raw }, kind.clone())?;
+    let value = || {
+        Figment::from(LayerProvider {
+            id: 0,
+            dict: parsed.dict.clone(),
+        })
+        .find_value(key)
+        .unwrap_or(Value::from(Vec::<Value>::new()))
+    };
     let op = match op {
         "~" => Op::Reset,
-        "+=" | "-=" => {
-            // Parsed as any override value, through the same checks.
-            let parsed = Layer::from_override(key, raw, kind.clone())?;
-            let value = figment::Figment::from(DictProvider(parsed.dict))
-                .find_value(key)
-                .unwrap_or(Value::from(Vec::<Value>::new()));
-            if op == "+=" {
-                Op::Append(items(value))
-            } else {
-                Op::Remove(items(value))
-            }
-        }
+        "+=" => Op::Append(items(value())),
+        "-=" => Op::Remove(items(value())),
         other => unreachable!("`{other}` is not an edit"),
     };
-    // The key's form is checked as for any override.
-    Layer::from_override(key, "null", kind.clone())?;
     Ok(Layer {
         kind,
         dict: Dict::new(),

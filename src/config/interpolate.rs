@@ -78,6 +78,11 @@ pub fn is_secret(var: &str) -> bool {
     .any(|s| v.contains(s))
 }
 
+/// Whether a string needs resolving: a `${…}` to interpolate or a `$${` to unescape.
+pub fn needs_resolving(s: &str) -> bool {
+    has_template(s) || s.contains("$${")
+}
+
 /// Whether a string has anything to interpolate.
 pub fn has_template(s: &str) -> bool {
     let mut rest = s;
@@ -145,7 +150,7 @@ fn collect(v: &Json, path: &str, out: &mut BTreeMap<String, String>) {
         }
     };
     match v {
-        Json::String(s) if has_template(s) || s.contains("$${") => {
+        Json::String(s) if needs_resolving(s) => {
             out.insert(path.to_string(), s.clone());
         }
         Json::Object(map) => map.iter().for_each(|(k, c)| collect(c, &child(k), out)),
@@ -299,12 +304,13 @@ impl Resolver<'_> {
                 Json::String(text)
             });
         }
-        let tokens = tokenize(expr).map_err(|e| {
+        let malformed = |e: String| {
             Stop::Error(
                 format!("`${{{expr}}}`: {e}"),
                 "expressions take keys, numbers, `+ - * / // %` and parentheses".into(),
             )
-        })?;
+        };
+        let tokens = tokenize(expr).map_err(malformed)?;
         if let [Token::Key(key)] = tokens.as_slice() {
             return self.reference(key, expr, inputs);
         }
@@ -312,19 +318,13 @@ impl Resolver<'_> {
             tokens: &tokens,
             at: 0,
         };
-        let tree = parser.expression().and_then(|t| {
-            if parser.at == tokens.len() {
-                Ok(t)
-            } else {
-                Err(format!("unexpected `{}`", tokens[parser.at]))
-            }
-        });
-        let tree = tree.map_err(|e| {
-            Stop::Error(
-                format!("`${{{expr}}}`: {e}"),
-                "expressions take keys, numbers, `+ - * / // %` and parentheses".into(),
-            )
-        })?;
+        let tree = parser
+            .expression()
+            .and_then(|t| match tokens.get(parser.at) {
+                None => Ok(t),
+                Some(extra) => Err(format!("unexpected `{extra}`")),
+            })
+            .map_err(malformed)?;
         Ok(self.eval(&tree, expr, inputs)?.to_json())
     }
 
@@ -388,8 +388,7 @@ impl Resolver<'_> {
         if let Some(v) = (self.ctx.default)(key) {
             return Ok(v);
         }
-        let known: Vec<String> = self.ctx.known.to_vec();
-        let hint = super::suggest::closest_value(key, &known)
+        let hint = super::suggest::closest_value(key, self.ctx.known)
             .map(|c| format!("did you mean `{c}`? "))
             .unwrap_or_default();
         Err(Stop::Error(

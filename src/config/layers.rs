@@ -207,9 +207,10 @@ impl Layer {
     }
 }
 
-struct LayerProvider {
-    id: usize,
-    dict: Dict,
+/// One layer as a figment provider, named by its index (what `Layers::rank_of` reads back).
+pub(super) struct LayerProvider {
+    pub id: usize,
+    pub dict: Dict,
 }
 
 impl Provider for LayerProvider {

@@ -270,9 +270,7 @@ fn interpolate_all(
     req: &Request,
     layers: &Layers,
 ) -> Result<Interpolated, Vec<Diagnostic>> {
-    if !super::render::any_string(merged, &interpolate::has_template)
-        && !super::render::any_string(merged, &|s| s.contains("$${"))
-    {
+    if !super::render::any_string(merged, &interpolate::needs_resolving) {
         return Ok(Interpolated::default());
     }
     let schema = &super::validate::SCHEMA.json;
@@ -450,23 +448,20 @@ fn profile_list(
         if let Some(list) = from_layer(layer) {
             current = (list.into_iter().map(|p| (p, None)).collect(), Some(origin));
         } else if let Some(edit) = layer.edit.as_ref().filter(|e| e.key == "profile") {
-            let names = |items: &[figment::value::Value]| -> Vec<String> {
-                items
+            // The same edit `edits::apply` makes of the key (its default is the empty list).
+            let names: Vec<figment::value::Value> = current
+                .0
+                .iter()
+                .map(|(p, _)| figment::value::Value::from(p.clone()))
+                .collect();
+            if let Some(edited) = edit.op.edit(names) {
+                let base: std::collections::HashMap<String, Option<PathBuf>> =
+                    current.0.drain(..).collect();
+                current.0 = edited
                     .iter()
-                    .filter_map(|i| i.as_str().map(str::to_owned))
-                    .collect()
-            };
-            match &edit.op {
-                edits::Op::Append(items) => {
-                    current
-                        .0
-                        .extend(names(items).into_iter().map(|p| (p, None)));
-                }
-                edits::Op::Remove(items) => {
-                    let gone = names(items);
-                    current.0.retain(|(p, _)| !gone.contains(p));
-                }
-                edits::Op::Reset => current.0.clear(),
+                    .filter_map(|v| v.as_str())
+                    .map(|p| (p.to_string(), base.get(p).cloned().flatten()))
+                    .collect();
             }
             current.1 = Some(origin);
         }

@@ -57,13 +57,8 @@ fn allow_interpolation(root: &mut serde_json::Map<String, Value>) {
         "description": "A `${…}` expression, resolved before validation: `${key}`, `${env:NAME}`, `${env:NAME,default}`, arithmetic such as `${model.hidden_size * 4}`."
     });
     let is_section = |p: &Value| -> bool {
-        let reference = field_reference(p);
-        let target = reference.map_or(p, |name| &defs[name]);
+        let target = field_reference(p).map_or(p, |name| &defs[name]);
         target.get("properties").is_some()
-            || target.get("anyOf").is_some_and(|_| {
-                // The job-specific `model`/`data` sections are untagged enums of sections.
-                reference.is_some_and(|n| n.ends_with("Config"))
-            })
     };
     let free_string = |p: &Value| {
         p.get("type") == Some(&Value::from("string"))

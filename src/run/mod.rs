@@ -165,12 +165,12 @@ fn dry_run(
         return Ok(Outcome::RankDone);
     }
     let dir = rundir::run_dir_path(resolved, now);
-    if let (Existing::Completed(_), Some("auto")) =
-        (rundir::inspect(&dir), resolved.experiment.resume.as_deref())
-    {
+    let existing = rundir::inspect(&dir);
+    let resume = resolved.experiment.resume.as_deref();
+    if let (Existing::Completed(_), Some("auto")) = (&existing, resume) {
         return Ok(Outcome::AlreadyComplete { dir });
     }
-    if let Err(refusal) = rundir::check_reusable(&dir, resolved.experiment.resume.is_some()) {
+    if let Err(refusal) = existing.check(&dir, resume.is_some()) {
         return Ok(Outcome::Refused(Refusal::Message(refusal.0)));
     }
     rundir::prepare(resolved, &dir, Status::Prepared, now)?;
@@ -334,20 +334,14 @@ fn claim(
     job: &str,
     steps: &crate::config::derived::Steps,
 ) -> Result<Ready> {
-    let refused = |why: String| Ok(Ready::Refused { why });
-    match (rundir::inspect(dir), resume) {
-        (Existing::Live(meta), _) => return refused(rundir::live_refusal(dir, &meta).0),
-        (Existing::Completed(_), Some("auto")) => {
-            return Ok(Ready::Complete {
-                dir: dir.to_path_buf(),
-            });
-        }
-        (Existing::Completed(_) | Existing::Ended(_), None) => {
-            if let Err(r) = rundir::check_reusable(dir, false) {
-                return refused(r.0);
-            }
-        }
-        _ => {}
+    let existing = rundir::inspect(dir);
+    if let (Existing::Completed(_), Some("auto")) = (&existing, resume) {
+        return Ok(Ready::Complete {
+            dir: dir.to_path_buf(),
+        });
+    }
+    if let Err(r) = existing.check(dir, resume.is_some()) {
+        return Ok(Ready::Refused { why: r.0 });
     }
     let Some(resume) = resume else {
         return Ok(Ready::Ready {
@@ -367,8 +361,7 @@ fn claim(
 
 /// For commands other than `run` that need a resolved run directory's configuration.
 pub fn resolve_run_dir(run_dir: &Path) -> Result<std::result::Result<Resolved, Diagnostics>> {
-    let config = run_dir.join(rundir::RESOLVED_CONFIG);
-    if !config.is_file() {
+    if !rundir::is_run_dir(run_dir) {
         return Err(fail(
             format!(
                 "`{}` is not a run directory: it has no {}",
@@ -378,14 +371,6 @@ pub fn resolve_run_dir(run_dir: &Path) -> Result<std::result::Result<Resolved, D
             "give the directory `runner run` printed",
         ));
     }
-    // The run's own resolved configuration, without this shell's RUNNER_* variables (the rest
-    // of the environment serves the `${env:…}` a recorded configuration keeps for secrets).
-    let request = Request {
-        experiment: config,
-        env: std::env::vars()
-            .filter(|(k, _)| !k.starts_with(crate::config::loader::ENV_PREFIX))
-            .collect(),
-        ..Request::default()
-    };
+    let request = rundir::recorded_request(run_dir, Request::default().with_process_env());
     Ok(resolve(&request))
 }
