@@ -107,6 +107,37 @@ pub struct Meta {
     /// The signal that interrupted training (`SIGINT`, `SIGTERM`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// Why a completed run took fewer steps than planned (early stopping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+    /// The sweep cell this run is (`runner sweep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_cell: Option<CellRecord>,
+}
+
+/// A sweep cell as its run directory records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellRecord {
+    pub index: usize,
+    pub name: String,
+    /// The swept keys and this cell's values.
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// Of the resolved configuration without `output_dir` and `resume`
+    /// (`config::sweep::config_sha256`): a sweep run again compares it with what its files
+    /// resolve to now, and never overwrites a cell whose configuration changed.
+    pub config_sha256: String,
+}
+
+impl CellRecord {
+    pub fn of(resolved: &Resolved) -> Option<CellRecord> {
+        let cell = resolved.cell.as_ref()?;
+        Some(CellRecord {
+            index: cell.index,
+            name: cell.name.clone(),
+            values: cell.values.iter().cloned().collect(),
+            config_sha256: crate::config::sweep::config_sha256(&resolved.experiment),
+        })
+    }
 }
 
 /// A file the configuration was read from.
@@ -495,6 +526,8 @@ pub fn prepare(
         end_time: None,
         error: None,
         signal: None,
+        stopped_early: None,
+        sweep_cell: CellRecord::of(resolved),
     };
     write_meta(dir, &meta)?;
     Ok(Arc::new(Record {
@@ -577,6 +610,8 @@ mod tests {
             end_time: None,
             error: None,
             signal: None,
+            stopped_early: None,
+            sweep_cell: None,
         }
     }
 

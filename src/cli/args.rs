@@ -76,6 +76,51 @@ pub enum Command {
         /// meta.json); train nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Run one cell of the experiment's sweep: its index or its name, as `runner sweep
+        /// --dry-run` lists them (what `runner sweep` and a Slurm job array run).
+        #[arg(long, value_name = "INDEX|NAME")]
+        sweep_cell: Option<String>,
+    },
+    /// Run every cell of an experiment's sweep (its `sweep:` section and `-m KEY=V1,V2`),
+    /// each in its own run directory under the experiment's `output_dir`.
+    ///
+    /// Every cell is resolved and validated before any runs. Run again, the sweep skips
+    /// completed cells, resumes interrupted ones and runs new ones; a cell whose directory
+    /// holds another configuration is reported and left alone. Exit 0 when every cell
+    /// completed, 1 when one failed, 2 on a configuration error, 130/143 after a signal.
+    Sweep(SweepArgs),
+    /// A table of runs: status, the configuration keys whose values differ between them,
+    /// final loss, the best and last value of each evaluation metric, steps and duration. A
+    /// sweep's best cell is marked `*`.
+    Runs {
+        /// Run directories, sweep directories, or folders holding them (default: runs).
+        #[arg(value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Best first by this: `final_loss`, an evaluation metric (`dev_matched.accuracy`,
+        /// by its best value), `steps`, `seconds`, or a numeric configuration key.
+        #[arg(long, value_name = "METRIC")]
+        sort: Option<String>,
+        /// Evaluation metrics the table shows (repeatable; default: the runs'
+        /// `eval.metric_for_best`, else every one). CSV and JSON hold them all.
+        #[arg(long = "metric", value_name = "METRIC")]
+        metrics: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RunsFormat::Table)]
+        format: RunsFormat,
+    },
+    /// Draw the curves of several runs in one PNG: the training loss (or `lr`, `grad_norm`,
+    /// an evaluation metric such as `dev_matched.accuracy`), each run labelled by the keys
+    /// whose values differ between them. A sweep directory plots its cells.
+    Plot {
+        /// Run directories, sweep directories, or folders holding them.
+        #[arg(value_name = "RUN_DIR", required = true)]
+        dirs: Vec<PathBuf>,
+        /// The curve: `loss`, `lr`, `grad_norm`, `samples_per_s`, or `<set>.<metric>`.
+        #[arg(long, default_value = "loss")]
+        metric: String,
+        /// The PNG to write (replaced if it exists).
+        #[arg(long, short = 'o', value_name = "FILE", default_value = "curves.png")]
+        output: PathBuf,
     },
     /// Write a Slurm batch script into a new run directory and submit it with sbatch: it runs
     /// `runner run` on every node through srun, each task one data-parallel rank.
@@ -135,6 +180,23 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print the cells (values, global batch, lr, steps, and whether each would run) and
+    /// run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Cells run at once (default: the sweep's `max_parallel`, else 1): they share the CPU
+    /// cores, or the GPUs (`CUDA_VISIBLE_DEVICES` per cell).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: Option<u16>,
+    /// Stop the other cells (they can resume) when one fails; by default the rest go on.
+    #[arg(long)]
+    pub fail_fast: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct SlurmArgs {
     /// Launch through Slurm (`sbatch` + `srun`), the scheduler runner writes scripts for.
     #[arg(long, required = true)]
@@ -191,6 +253,13 @@ pub struct DiffArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunsFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DiffFormat {
     Text,
     Json,
@@ -232,6 +301,11 @@ pub struct ConfigArgs {
     /// Override `output_dir`.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<String>,
+    /// Sweep a key over values (Hydra's multirun), e.g. `-m optimizer.lr=1e-4,3e-4`:
+    /// combined with every other axis, replacing the file's `sweep.grid` axis of that key.
+    /// Repeatable. The experiment becomes a sweep (`runner sweep`).
+    #[arg(long = "multirun", short = 'm', value_name = "KEY=V1,V2,…")]
+    pub multirun: Vec<String>,
     /// Overrides after the experiment file, as with --set: `train.epochs=1`.
     #[arg(value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
@@ -252,6 +326,8 @@ impl ConfigArgs {
             seed: self.seed,
             output_dir: self.output_dir.clone(),
             env: Vec::new(),
+            multirun: self.multirun.clone(),
+            cell: None,
         }
         .with_process_env()
     }

@@ -10,10 +10,13 @@ mod export;
 mod init;
 mod launch;
 mod logging;
+mod plot;
 mod profiles;
 mod run;
+mod runs;
 mod schema;
 mod show;
+mod sweep;
 mod validate;
 
 use std::path::Path;
@@ -55,7 +58,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             explain,
         } => show::show(&config, format.into(), explain),
         Command::Diff(args) => diff::diff(&args),
-        Command::Run { config, dry_run } => run::run(&config, dry_run, cli.quiet, cli.log_format),
+        Command::Run {
+            config,
+            dry_run,
+            sweep_cell,
+        } => run::run(&config, sweep_cell, dry_run, cli.quiet, cli.log_format),
+        Command::Runs {
+            dirs,
+            sort,
+            metrics,
+            format,
+        } => runs::runs(&dirs, sort.as_deref(), &metrics, format),
+        Command::Plot {
+            dirs,
+            metric,
+            output,
+        } => plot::plot(&dirs, &metric, &output),
+        Command::Sweep(args) => sweep::sweep(&args, cli.log_format),
         Command::Launch { config, slurm } => launch::launch(&config, &slurm),
         Command::Schema {
             profile,
@@ -104,6 +123,18 @@ fn report(diags: &Diagnostics, what: &Path) -> ExitCode {
 fn refuse(why: &str) -> ExitCode {
     eprintln!("{}error: {why}", rank_log::tag());
     ExitCode::from(EXIT_CONFIG)
+}
+
+/// Refuses (exit 2) any of `dirs` that is not a folder: `runs` and `plot` read run
+/// directories, sweep directories and folders holding them.
+fn folders_or_refuse(dirs: &[std::path::PathBuf]) -> Result<(), ExitCode> {
+    match dirs.iter().find(|d| !d.is_dir()) {
+        Some(d) => Err(refuse(&format!(
+            "`{}` is not a folder (give run directories, sweep directories or folders holding them)",
+            d.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The resolved configuration, or the report of why there is none.

@@ -10,6 +10,7 @@ use crate::run::{self, Options, Outcome, Refusal};
 
 pub fn run(
     config: &ConfigArgs,
+    sweep_cell: Option<String>,
     dry_run: bool,
     quiet: bool,
     log_format: LogFormat,
@@ -18,7 +19,11 @@ pub fn run(
         dry_run,
         live_bar: !quiet && log_format == LogFormat::Text && std::io::stderr().is_terminal(),
     };
-    Ok(match run::run(&config.request(), opts)? {
+    let request = crate::config::Request {
+        cell: sweep_cell,
+        ..config.request()
+    };
+    Ok(match run::run(&request, opts)? {
         Outcome::Refused(Refusal::Config(d)) => report(&d, &config.experiment),
         Outcome::Refused(Refusal::Message(why)) => refuse(&why),
         Outcome::Prepared { dir, summary } => {

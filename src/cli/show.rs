@@ -17,6 +17,17 @@ pub fn show(config: &ConfigArgs, format: Format, explain: bool) -> Result<ExitCo
         Err(d) => return Ok(report(&d, &config.experiment)),
     };
     crate::config::print_warnings(&side.resolved);
+    // A sweep prints the experiment its cells build on; every cell must resolve too.
+    if !side.run && (side.resolved.experiment.sweep.is_some() || !config.multirun.is_empty()) {
+        match super::sweep::checked(&config.request(), &config.experiment) {
+            Ok(Some(plan)) => eprintln!(
+                "note: {}; this is the experiment they build on (`runner sweep --dry-run` lists them)",
+                super::sweep::summary_line(&plan)
+            ),
+            Ok(None) => {}
+            Err(code) => return Ok(code),
+        }
+    }
     let origin = |key: &str| side.origin(key);
     let text = if side.run {
         render::render_with(&side.resolved, format, explain, Some(&origin))

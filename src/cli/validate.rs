@@ -19,10 +19,19 @@ pub fn validate(config: &ConfigArgs, strict: bool) -> Result<ExitCode> {
             return Ok(report(&problems, &config.experiment));
         }
     }
+    let sweep = if resolved.experiment.sweep.is_some() || !config.multirun.is_empty() {
+        match super::sweep::checked(&config.request(), &config.experiment) {
+            Ok(plan) => plan.map(|p| format!("; {}", super::sweep::summary_line(&p))),
+            Err(code) => return Ok(code),
+        }
+    } else {
+        None
+    };
     println!(
-        "ok: {}: {}",
+        "ok: {}: {}{}",
         config.experiment.display(),
-        summary(&resolved)
+        summary(&resolved),
+        sweep.unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -389,6 +389,7 @@ pub fn derive(exp: &Experiment, layers: &Layers) -> (Derived, Vec<Diagnostic>) {
     // --- the process group, and settings that only apply to some precisions
     let dist_backend = (world_size > 1).then(|| capability::default_dist_backend(hw));
     precision_checks(exp, layers, &mut diags);
+    best_checks(exp, layers, &mut diags);
 
     // --- paths
     let output_dir = fill(&exp.output_dir, exp, None);
@@ -614,6 +615,50 @@ fn precision_checks(exp: &Experiment, layers: &Layers, diags: &mut Vec<Diagnosti
         diags.push(layers.diag_at("precision.init_loss_scale", Diagnostic::warning(
             "unused", format!("precision.init_loss_scale only applies to fp16; with `{}` it is ignored", dtype.as_str()))
             .help("bf16 and fp32 need no loss scaling; remove the key or use precision.dtype: fp16")));
+    }
+}
+
+/// What the metric-driven settings need: a metric, and evaluations to judge it by.
+fn best_checks(exp: &Experiment, layers: &Layers, diags: &mut Vec<Diagnostic>) {
+    let (eval, ck) = (&exp.eval, &exp.checkpoint);
+    let mut err = |key: &str, msg: String, help: &str| {
+        diags.push(layers.diag_at(key, Diagnostic::error("value", msg).help(help)));
+    };
+    if eval.metric_for_best.is_none() {
+        let needs = [
+            ("checkpoint.keep_best", ck.keep_best > 0),
+            ("checkpoint.load_best_at_end", ck.load_best_at_end),
+            (
+                "eval.early_stopping_patience",
+                eval.early_stopping_patience.is_some(),
+            ),
+        ];
+        for (key, set) in needs {
+            if set {
+                err(
+                    key,
+                    format!("{key} needs eval.metric_for_best to say which evaluation is best"),
+                    "set eval.metric_for_best, e.g. `dev_matched.accuracy` or `held_out.loss`",
+                );
+            }
+        }
+    } else if let Some(metric) = &eval.metric_for_best {
+        if eval.strategy == crate::config::types::Strategy::No {
+            err(
+                "eval.metric_for_best",
+                format!(
+                    "eval.metric_for_best is `{metric}`, but eval.strategy is `no`: nothing is evaluated"
+                ),
+                "set eval.strategy to `steps` or `epoch`",
+            );
+        }
+        if !metric.contains('.') {
+            err(
+                "eval.metric_for_best",
+                format!("eval.metric_for_best `{metric}` does not name its held-out set"),
+                "write `<set>.<metric>`: `dev_matched.accuracy`, `held_out.loss` (`runner run` lists the job's metrics if it is wrong)",
+            );
+        }
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Origin {
     Env { var: String },
     /// A command-line flag (`--set k=v`, `k=v`, `--seed`, `--output-dir`, `--profile`).
     Cli { flag: String },
+    /// The values of a sweep's cell (`runner sweep`), named as its run directory is.
+    Sweep { cell: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +60,7 @@ impl Origin {
             }
             Origin::Env { var } => format!("env {var}"),
             Origin::Cli { flag } => format!("command line {flag}"),
+            Origin::Sweep { cell } => format!("sweep cell {cell}"),
         }
     }
 }
@@ -70,6 +73,7 @@ impl fmt::Display for Origin {
             Origin::File { .. } => f.write_str(&self.short()),
             Origin::Env { var } => write!(f, "environment variable {var}"),
             Origin::Cli { flag } => write!(f, "command line: {flag}"),
+            Origin::Sweep { cell } => write!(f, "sweep cell `{cell}`"),
         }
     }
 }

@@ -107,6 +107,7 @@ pub fn apply(layers: &mut [Layer], schema: &Json) -> Vec<Diagnostic> {
             let origin = match &layers[i].kind {
                 LayerKind::Env { var } => super::Origin::Env { var: var.clone() },
                 LayerKind::Cli { flag } => super::Origin::Cli { flag: flag.clone() },
+                LayerKind::Sweep { cell } => super::Origin::Sweep { cell: cell.clone() },
                 LayerKind::File { .. } => super::Origin::Default,
             };
             Diagnostic::error("override", message)

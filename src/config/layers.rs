@@ -31,6 +31,10 @@ pub enum LayerKind {
     Cli {
         flag: String,
     },
+    /// The values of one cell of a sweep (above every other layer).
+    Sweep {
+        cell: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +170,7 @@ impl Layer {
         let origin = match &kind {
             LayerKind::Env { var } => Origin::Env { var: var.clone() },
             LayerKind::Cli { flag } => Origin::Cli { flag: flag.clone() },
+            LayerKind::Sweep { cell } => Origin::Sweep { cell: cell.clone() },
             LayerKind::File { .. } => unreachable!("overrides are env or cli"),
         };
         let segments_ok = !key.is_empty()
@@ -203,6 +208,7 @@ impl Layer {
             },
             LayerKind::Env { var } => Origin::Env { var: var.clone() },
             LayerKind::Cli { flag } => Origin::Cli { flag: flag.clone() },
+            LayerKind::Sweep { cell } => Origin::Sweep { cell: cell.clone() },
         }
     }
 }

@@ -12,6 +12,7 @@ use super::edits;
 use super::interpolate::{self, Interpolated};
 use super::layers::{Layer, LayerKind, Layers};
 use super::presets::{self, PRESETS_ENV};
+use super::sweep::{self, Cell, Sweep};
 use super::types::Experiment;
 use super::validate::{into_experiment, schema_errors};
 
@@ -43,6 +44,10 @@ pub struct Request {
     pub output_dir: Option<String>,
     /// The environment (passed in so that tests and the fuzzer control it).
     pub env: Vec<(String, String)>,
+    /// `-m KEY=V1,V2,…`: sweep axes beside (or replacing) the file's `sweep.grid`.
+    pub multirun: Vec<String>,
+    /// One cell of the sweep (`--sweep-cell`: its index or name) instead of the experiment.
+    pub cell: Option<String>,
 }
 
 impl Request {
@@ -84,6 +89,8 @@ pub struct Resolved {
     /// Keys whose given value a higher layer's value overruled through the batch
     /// arithmetic; they hold the recomputed value and count as derived.
     pub superseded: Vec<&'static str>,
+    /// The sweep cell this configuration is (`Request::cell`).
+    pub cell: Option<Cell>,
 }
 
 impl Resolved {
@@ -105,24 +112,95 @@ enum Refusals {
     Warnings,
 }
 
-/// Resolves `req`; a configuration the engine cannot train on any machine is an error.
+/// Resolves `req` (the experiment, or the sweep cell `req.cell` names); a configuration the
+/// engine cannot train on any machine is an error.
 pub fn resolve(req: &Request) -> Result<Resolved, Diagnostics> {
     let file = Layer::read_file(&req.experiment, FileRole::Experiment)?;
-    resolve_layer(req, file, Refusals::Errors)
+    resolve_selected(req, file, Refusals::Errors)
 }
 
 /// [`resolve`] for `runner show`: what the engine cannot train is a warning, so the
 /// configuration is still printed.
 pub fn resolve_for_show(req: &Request) -> Result<Resolved, Diagnostics> {
     let file = Layer::read_file(&req.experiment, FileRole::Experiment)?;
-    resolve_layer(req, file, Refusals::Warnings)
+    resolve_selected(req, file, Refusals::Warnings)
 }
 
 /// [`resolve`] with the experiment's text given rather than read from `req.experiment`
 /// (whose extension still picks the format): for tests and the fuzzer.
 pub fn resolve_text(req: &Request, text: &str) -> Result<Resolved, Diagnostics> {
     let file = Layer::from_file_text(&req.experiment, FileRole::Experiment, text)?;
-    resolve_layer(req, file, Refusals::Errors)
+    resolve_selected(req, file, Refusals::Errors)
+}
+
+/// An experiment with a sweep: the experiment itself (the base every cell builds on), its
+/// cells, and each cell resolved.
+pub struct SweepPlan {
+    pub base: Resolved,
+    pub sweep: Sweep,
+    pub cells: Vec<Result<Resolved, Diagnostics>>,
+}
+
+/// The sweep of `req`'s experiment (its `sweep:` section and `req.multirun`) with every cell
+/// resolved, or `None` when it has no sweep. An error in the experiment itself or in the
+/// sweep's description is `Err`; a cell's own errors stay with that cell.
+pub fn resolve_sweep(req: &Request) -> Result<Option<SweepPlan>, Diagnostics> {
+    let file = Layer::read_file(&req.experiment, FileRole::Experiment)?;
+    let base = resolve_layer(req, file.clone(), Refusals::Errors, None)?;
+    let Some(sweep) =
+        sweep::expand(&base.experiment, &base.layers, &req.multirun).map_err(Diagnostics)?
+    else {
+        return Ok(None);
+    };
+    let cells = sweep
+        .cells
+        .iter()
+        .map(|cell| resolve_cell(req, file.clone(), &base, cell, Refusals::Errors))
+        .collect();
+    Ok(Some(SweepPlan { base, sweep, cells }))
+}
+
+fn resolve_selected(
+    req: &Request,
+    file: Layer,
+    refusals: Refusals,
+) -> Result<Resolved, Diagnostics> {
+    let Some(which) = &req.cell else {
+        return resolve_layer(req, file, refusals, None);
+    };
+    let base = resolve_layer(req, file.clone(), refusals, None)?;
+    let sweep = match sweep::expand(&base.experiment, &base.layers, &req.multirun) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(Diagnostics::from(
+                Diagnostic::error(
+                    "sweep",
+                    format!("`--sweep-cell {which}`: the experiment has no sweep"),
+                )
+                .origin(Origin::Cli {
+                    flag: format!("--sweep-cell {which}"),
+                })
+                .help("drop --sweep-cell, or add a `sweep:` section (or `-m KEY=V1,V2`)"),
+            ));
+        }
+        Err(problems) => return Err(Diagnostics(problems)),
+    };
+    let cell = sweep.find(which).map_err(Diagnostics::from)?.clone();
+    resolve_cell(req, file, &base, &cell, refusals)
+}
+
+/// One cell: the experiment with the cell's layer on top.
+fn resolve_cell(
+    req: &Request,
+    file: Layer,
+    base: &Resolved,
+    cell: &Cell,
+    refusals: Refusals,
+) -> Result<Resolved, Diagnostics> {
+    let layer = cell.layer(&base.derived.output_dir, base.experiment.resume.is_none());
+    let mut resolved = resolve_layer(req, file, refusals, Some(layer))?;
+    resolved.cell = Some(cell.clone());
+    Ok(resolved)
 }
 
 /// The capability table's verdict on `exp` as diagnostics: engine refusals (errors, or
@@ -159,7 +237,14 @@ fn capability_diagnostics(
     engine.chain(nowhere).collect()
 }
 
-fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resolved, Diagnostics> {
+/// The pipeline; `cell` is a sweep cell's layer, put above every other one.
+fn resolve_layer(
+    req: &Request,
+    file: Layer,
+    refusals: Refusals,
+    cell: Option<Layer>,
+) -> Result<Resolved, Diagnostics> {
+    let is_cell = cell.is_some();
     let mut diags = Diagnostics::default();
     // The experiment and the bases it extends, lowest first.
     let files = chain::layers(file)?;
@@ -199,6 +284,7 @@ fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resol
                 .map_err(Diagnostics::from)?,
         );
     }
+    layers.extend(cell);
     if layers.iter().any(|l| l.edit.is_some()) {
         diags.extend(edits::apply(&mut layers, &super::validate::SCHEMA.json));
     }
@@ -215,6 +301,10 @@ fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resol
     if let Some(obj) = merged.as_object_mut() {
         // `derived:` from a fed-back `runner show` is output, not input.
         obj.remove("derived");
+        // A cell of a sweep is one run.
+        if is_cell {
+            obj.remove("sweep");
+        }
     }
     let interpolated = match interpolate_all(&mut merged, req, &layers) {
         Ok(i) => i,
@@ -259,6 +349,7 @@ fn resolve_layer(req: &Request, file: Layer, refusals: Refusals) -> Result<Resol
         interpolated,
         warnings,
         superseded,
+        cell: None,
     })
 }
 
@@ -443,7 +534,9 @@ fn profile_list(
         let origin = match &layer.kind {
             LayerKind::Env { var } => Origin::Env { var: var.clone() },
             LayerKind::Cli { flag } => Origin::Cli { flag: flag.clone() },
-            LayerKind::File { .. } => unreachable!("overrides are env or cli layers"),
+            LayerKind::File { .. } | LayerKind::Sweep { .. } => {
+                unreachable!("overrides are env or cli layers")
+            }
         };
         if let Some(list) = from_layer(layer) {
             current = (list.into_iter().map(|p| (p, None)).collect(), Some(origin));

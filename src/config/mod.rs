@@ -15,12 +15,14 @@ pub mod interpolate;
 pub mod layers;
 pub mod loader;
 pub mod machine;
+pub mod metric;
 pub mod presets;
 pub mod render;
 pub mod schema;
 pub mod spans;
 pub mod starter;
 pub mod suggest;
+pub mod sweep;
 pub mod types;
 pub mod validate;
 

@@ -90,7 +90,7 @@ fn allow_interpolation(root: &mut serde_json::Map<String, Value>) {
     };
     let relax = |props: &mut serde_json::Map<String, Value>| {
         for (k, p) in props.iter_mut() {
-            if ["derived", "extends", "model", "data"].contains(&k.as_str())
+            if ["derived", "extends", "sweep", "model", "data"].contains(&k.as_str())
                 || is_section(p)
                 || free_string(p)
             {

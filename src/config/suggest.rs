@@ -305,6 +305,36 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
     ("save_strategy", Hf, Key("checkpoint.strategy", None)),
     ("save_steps", Hf, Key("checkpoint.every_steps", None)),
     ("save_total_limit", Hf, Key("checkpoint.keep_last", None)),
+    (
+        "metric_for_best_model",
+        Hf,
+        Key(
+            "eval.metric_for_best",
+            Some("written `<set>.<metric>`, e.g. `dev_matched.accuracy`"),
+        ),
+    ),
+    ("greater_is_better", Hf, Key("eval.greater_is_better", None)),
+    (
+        "load_best_model_at_end",
+        Hf,
+        Key(
+            "checkpoint.load_best_at_end",
+            Some("the best weights are kept under `best/` by `checkpoint.keep_best`"),
+        ),
+    ),
+    (
+        "early_stopping_patience",
+        Hf,
+        Key(
+            "eval.early_stopping_patience",
+            Some("HF's EarlyStoppingCallback argument"),
+        ),
+    ),
+    (
+        "early_stopping_threshold",
+        Hf,
+        Key("eval.early_stopping_threshold", None),
+    ),
     ("logging_dir", Hf, Key("logging.dir", None)),
     ("logging_steps", Hf, Key("train.log_every_steps", None)),
     ("warmup_steps", Hf, Key("scheduler.warmup_steps", None)),

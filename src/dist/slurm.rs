@@ -36,6 +36,17 @@ pub struct Invocation {
     pub profiles: Vec<String>,
     pub overrides: Vec<String>,
     pub seed: Option<u64>,
+    /// `-m KEY=V1,V2` sweep axes.
+    pub multirun: Vec<String>,
+    /// A sweep: the cells to run, one array task each, at most `max_parallel` at once.
+    pub array: Option<Array>,
+}
+
+/// A Slurm job array over a sweep's cells.
+pub struct Array {
+    /// The cells' names (`runner run --sweep-cell NAME`), by array index.
+    pub cells: Vec<String>,
+    pub max_parallel: u32,
 }
 
 pub const SCRIPT: &str = "slurm.sbatch";
@@ -91,9 +102,20 @@ pub fn script(resolved: &Resolved, run_dir: &Path, inv: &Invocation, opts: &Opti
             sbatch(format!("--{flag}={}", directive(v)));
         }
     }
+    let log = match &inv.array {
+        Some(a) => {
+            sbatch(format!(
+                "--array=0-{}%{}",
+                a.cells.len().saturating_sub(1),
+                a.max_parallel.max(1)
+            ));
+            "slurm-%A_%a.out"
+        }
+        None => "slurm-%j.out",
+    };
     sbatch(format!(
         "--output={}",
-        directive(&run_dir.join("slurm-%j.out").display().to_string())
+        directive(&run_dir.join(log).display().to_string())
     ));
     for e in &opts.extra {
         sbatch(e.clone());
@@ -115,6 +137,15 @@ pub fn script(resolved: &Resolved, run_dir: &Path, inv: &Invocation, opts: &Opti
         // As torchrun does for CPU workers: share the cores instead of oversubscribing them.
         s += "export OMP_NUM_THREADS=\"${OMP_NUM_THREADS:-${SLURM_CPUS_PER_TASK:-1}}\"\n";
     }
+    if let Some(a) = &inv.array {
+        // By name, not by index: a cell is its values, whatever the files list by the time
+        // a task starts.
+        s += "# The sweep's cells, one per array task.\ncells=(\n";
+        for c in &a.cells {
+            s += &format!("    {}\n", quote(c));
+        }
+        s += ")\n";
+    }
     let mut cmd = vec![format!(
         "srun --kill-on-bad-exit=1 {} run {}",
         quote(&absolute(&inv.runner).display().to_string()),
@@ -134,6 +165,12 @@ pub fn script(resolved: &Resolved, run_dir: &Path, inv: &Invocation, opts: &Opti
     }
     for o in &inv.overrides {
         cmd.push(format!("--set {}", quote(o)));
+    }
+    for m in &inv.multirun {
+        cmd.push(format!("-m {}", quote(m)));
+    }
+    if inv.array.is_some() {
+        cmd.push("--sweep-cell \"${cells[$SLURM_ARRAY_TASK_ID]}\"".into());
     }
     cmd.push(format!(
         "--output-dir {}",

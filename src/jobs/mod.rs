@@ -107,6 +107,27 @@ impl Ready {
         }
     }
 
+    /// Every metric evaluations report, as `<set>.<metric>` (what `eval.metric_for_best`
+    /// names).
+    pub fn metrics(&self) -> Vec<String> {
+        use crate::train::job::Job;
+        fn of<J: Job>(job: &J) -> Vec<String> {
+            job.held_out()
+                .iter()
+                .flat_map(|set| {
+                    job.metric_names()
+                        .into_iter()
+                        .map(move |m| format!("{}.{m}", set.name))
+                })
+                .collect()
+        }
+        match self {
+            Ready::Mae(job) => of(&**job),
+            Ready::Text(job) => of(&**job),
+            Ready::CausalVae(job) => of(&**job),
+        }
+    }
+
     pub fn train(self, settings: &Settings, device: &Device) -> Result<Summary> {
         match self {
             Ready::Mae(job) => trainer::train(job, settings, device),

@@ -114,6 +114,16 @@ pub fn run(req: &Request, opts: Options) -> Result<Outcome> {
         Ok(r) => r,
         Err(d) => return Ok(Outcome::Refused(Refusal::Config(d))),
     };
+    if resolved.cell.is_none() && (resolved.experiment.sweep.is_some() || !req.multirun.is_empty())
+    {
+        return Ok(Outcome::Refused(Refusal::Message(format!(
+            "`{}` is a sweep (it has a `sweep:` section or `-m` axes): run its cells with \
+             `runner sweep {}` (`--dry-run` lists them), or one of them with `runner run … \
+             --sweep-cell INDEX`",
+            req.experiment.display(),
+            req.experiment.display()
+        ))));
+    }
     let role = match contract::role(&resolved.experiment.hardware, &|k| std::env::var(k).ok()) {
         Ok(role) => role,
         Err(e) => return Ok(Outcome::Refused(Refusal::Message(e))),
@@ -200,6 +210,12 @@ fn as_rank(
             .map_err(|h| fail(h.message, h.help))?;
         Ok((job, steps))
     });
+    // Every rank read the same data, so every rank refuses alike.
+    if let (Ok((job, _)), Some(metric)) = (&prepared, &exp.eval.metric_for_best)
+        && let Some(d) = unknown_metric(resolved, metric, &job.metrics())
+    {
+        return Ok(Outcome::Refused(Refusal::Config(d)));
+    }
     // --- rank 0 judges the run directory and picks the checkpoint; every rank says whether
     // it is ready
     let dir = rundir::run_dir_path(resolved, now);
@@ -315,6 +331,9 @@ fn as_rank(
             })
         }
         Ok(summary) => {
+            if let Some(why) = &summary.stopped_early {
+                record.update(|m| m.stopped_early = Some(why.clone()))?;
+            }
             record.finish(End::Completed)?;
             Ok(Outcome::Trained { dir, summary })
         }
@@ -323,6 +342,30 @@ fn as_rank(
             Err(e.context(format!("training failed (run directory {})", dir.display())))
         }
     }
+}
+
+/// `eval.metric_for_best` when the job reports no such metric (it knows its held-out sets'
+/// names only once the data is read).
+fn unknown_metric(resolved: &Resolved, metric: &str, reported: &[String]) -> Option<Diagnostics> {
+    if reported.iter().any(|m| m == metric) {
+        return None;
+    }
+    let close = crate::config::suggest::closest_value(metric, reported)
+        .map(|c| format!("did you mean `{c}`? "))
+        .unwrap_or_default();
+    let d = crate::config::Diagnostic::error(
+        "unknown-metric",
+        format!("eval.metric_for_best `{metric}` is not a metric this job's evaluations report"),
+    )
+    .help(format!(
+        "{close}they report: {}",
+        crate::train::checkpoint::list_or_none(
+            &reported.iter().map(String::as_str).collect::<Vec<_>>()
+        )
+    ));
+    Some(Diagnostics::from(
+        resolved.layers.diag_at("eval.metric_for_best", d),
+    ))
 }
 
 /// Rank 0's judgement of the run directory before anything is written: whether it may be

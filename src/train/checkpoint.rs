@@ -65,6 +65,10 @@ pub struct TrainState {
     /// checkpoints of earlier runner versions, whose weights' header is checked instead).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, u64>,
+    /// `eval.metric_for_best`'s tracker: the kept-best set and the early-stopping counter,
+    /// so that a resumed run keeps and stops as an uninterrupted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<super::best::State>,
 }
 
 pub fn dir_name(step: u64) -> String {

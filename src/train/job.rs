@@ -76,6 +76,10 @@ pub trait Job: Send + Sync + 'static {
     /// The metrics of held-out set `set` from [`Job::eval_sums`] summed over all its examples.
     fn eval_metrics(&self, set: usize, sums: &[f64]) -> Vec<(String, f64)>;
 
+    /// The names [`Job::eval_metrics`] gives its metrics, in its order (for checking
+    /// `eval.metric_for_best` before training).
+    fn metric_names(&self) -> Vec<&'static str>;
+
     /// Files for people to look at, left in the run directory after each evaluation at
     /// `step` (the MAE reconstruction grid, the CausalVAE previews). The trainer calls it once
     /// per evaluation, in the process that writes the run directory.

@@ -2,6 +2,7 @@
 //! and the pieces it is made of.
 
 pub mod backend;
+pub mod best;
 pub mod checkpoint;
 pub mod clip;
 pub mod collective;

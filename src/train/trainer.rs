@@ -33,6 +33,7 @@ use burn::tensor::{Device, FloatDType};
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
+use super::best::{self, Tracker};
 use super::checkpoint::{self, Loaded, TrainState};
 use super::collective::{self, Collective};
 use super::evaluate::evaluate;
@@ -103,6 +104,26 @@ pub struct Summary {
     /// fp16 only: the loss scale at the end and the updates skipped for overflow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<LossScale>,
+    /// By `eval.metric_for_best`: the best evaluation and the kept ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best: Option<BestSummary>,
+    /// Why training stopped before its last step (early stopping).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+}
+
+/// `summary.json`'s `best`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BestSummary {
+    pub metric: String,
+    pub greater_is_better: bool,
+    pub step: u64,
+    pub value: f64,
+    /// The evaluations whose weights are under `best/`, best first.
+    pub kept: Vec<best::Scored>,
+    /// Whether `model.safetensors` holds the best evaluation's weights
+    /// (`checkpoint.load_best_at_end`) rather than the last step's.
+    pub final_weights_are_best: bool,
 }
 
 pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summary> {
@@ -184,6 +205,18 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
     } else {
         Metrics::none()
     };
+    let mut tracker =
+        best::Policy::of(exp).map(|p| Tracker::new(p, resume.and_then(|r| r.state.best.clone())));
+    if main {
+        // Weights a killed run kept after the checkpoint it resumes from are not the
+        // resumed run's: its own evaluations decide again.
+        let kept = tracker
+            .as_ref()
+            .map(|t| t.state.kept.clone())
+            .unwrap_or_default();
+        best::prune(s.run_dir, &kept)?;
+    }
+    let mut stopped_early: Option<String> = None;
     let progress = Progress::new(s.live_bar && main, total_steps, step);
     let eval_batch = s.derived.eval_per_device_batch_size as usize;
     let log_every = u64::from(exp.train.log_every_steps);
@@ -233,7 +266,9 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
     };
 
     if exp.eval.on_start && exp.eval.strategy != Strategy::No && resume.is_none() {
-        last_eval = Some((step, run_eval(&model, step, &mut metrics)?));
+        let sets = run_eval(&model, step, &mut metrics)?;
+        judge(&mut tracker, &sets, step, &model, s.run_dir, main)?;
+        last_eval = Some((step, sets));
     }
     let segment_start = Instant::now();
     let seconds_before = train_seconds;
@@ -361,11 +396,14 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
                 Strategy::Epoch => epoch_end,
             };
             if due(exp.eval.strategy, exp.eval.every_steps) {
-                last_eval = Some((step, run_eval(&model, step, &mut metrics)?));
+                let sets = run_eval(&model, step, &mut metrics)?;
+                stopped_early = judge(&mut tracker, &sets, step, &model, s.run_dir, main)?;
+                last_eval = Some((step, sets));
             }
             if due(exp.checkpoint.strategy, exp.checkpoint.every_steps) {
                 let seconds = seconds_before + segment_start.elapsed().as_secs_f64();
-                let state = at.state(step, samples, lr, seconds, precision.loss_scale());
+                let kept = tracker.as_ref().map(|t| t.state.clone());
+                let state = at.state(step, samples, lr, seconds, precision.loss_scale(), kept);
                 let dir = if main {
                     let dir = checkpoint::save(
                         s.run_dir,
@@ -375,11 +413,16 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
                         exp.checkpoint.keep_last,
                     )?;
                     progress.suspend(|| tracing::info!("checkpoint {}", dir.display()));
+                    prune_best(&tracker, s.run_dir)?;
                     dir
                 } else {
                     checkpoint::dir_of(s.run_dir, step)
                 };
                 last_checkpoint = Some((step, dir));
+            }
+            if let Some(why) = &stopped_early {
+                progress.suspend(|| tracing::info!("step {step}: {why}"));
+                break 'epochs;
             }
         }
     }
@@ -390,7 +433,9 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         && exp.eval.strategy != Strategy::No
         && last_eval.as_ref().is_none_or(|(s, _)| *s != step)
     {
-        last_eval = Some((step, run_eval(&model, step, &mut metrics)?));
+        let sets = run_eval(&model, step, &mut metrics)?;
+        judge(&mut tracker, &sets, step, &model, s.run_dir, main)?;
+        last_eval = Some((step, sets));
     }
     train_seconds = seconds_before + segment_start.elapsed().as_secs_f64();
     // Stopped before taking a step, there is nothing new to keep.
@@ -399,7 +444,15 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         && progressed
         && last_checkpoint.as_ref().is_none_or(|(s, _)| *s != step)
     {
-        let state = at.state(step, samples, lr, train_seconds, precision.loss_scale());
+        let kept = tracker.as_ref().map(|t| t.state.clone());
+        let state = at.state(
+            step,
+            samples,
+            lr,
+            train_seconds,
+            precision.loss_scale(),
+            kept,
+        );
         let dir = if main {
             checkpoint::save(s.run_dir, &model, &optim, &state, exp.checkpoint.keep_last)?
         } else {
@@ -408,8 +461,25 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         last_checkpoint = Some((step, dir));
     }
     let weights = s.run_dir.join(FINAL_WEIGHTS);
+    let best_weights = tracker
+        .as_ref()
+        .filter(|t| t.policy.load_at_end)
+        .and_then(|t| t.state.kept.first())
+        .map(|k| best::path_of(s.run_dir, k.step));
     if main && ended == Ended::Completed {
-        checkpoint::save_model_weights(&model, &weights)?;
+        match &best_weights {
+            // The best evaluation's weights, as they were saved then.
+            Some(from) => {
+                let bytes = std::fs::read(from).with_context(|| {
+                    format!("cannot read the best weights `{}`", from.display())
+                })?;
+                crate::durable::write(&weights, &bytes)?;
+            }
+            None => checkpoint::save_model_weights(&model, &weights)?,
+        }
+    }
+    if main && (ended == Ended::Completed || exp.checkpoint.strategy != Strategy::No) {
+        prune_best(&tracker, s.run_dir)?;
     }
     progress.finish();
 
@@ -441,6 +511,18 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         last_checkpoint: last_checkpoint.map(|(_, p)| p.display().to_string()),
         resumed_from: resume.map(|r| r.dir.display().to_string()),
         loss_scale: precision.loss_scale(),
+        best: tracker.as_ref().and_then(|t| {
+            let b = t.state.best?;
+            Some(BestSummary {
+                metric: t.policy.metric.clone(),
+                greater_is_better: t.policy.higher,
+                step: b.step,
+                value: b.value,
+                kept: t.state.kept.clone(),
+                final_weights_are_best: best_weights.is_some(),
+            })
+        }),
+        stopped_early,
     };
     if main && ended == Ended::Completed {
         crate::durable::write(
@@ -466,6 +548,7 @@ impl StateOf<'_> {
         lr: f64,
         train_seconds: f64,
         loss_scale: Option<LossScale>,
+        best: Option<best::State>,
     ) -> TrainState {
         let (exp, plan, total_steps) = (self.exp, self.plan, self.total_steps);
         let spe = plan.steps_per_epoch();
@@ -485,7 +568,48 @@ impl StateOf<'_> {
             train_seconds,
             loss_scale,
             files: Default::default(),
+            best,
         }
+    }
+}
+
+/// Takes an evaluation into the tracker (if `eval.metric_for_best` is set): saves its
+/// weights under `best/` when it is among the kept best; why to stop, when it is time.
+fn judge<M: Module>(
+    tracker: &mut Option<Tracker>,
+    sets: &[EvalSet],
+    step: u64,
+    model: &M,
+    run_dir: &Path,
+    main: bool,
+) -> Result<Option<String>> {
+    let Some(t) = tracker else {
+        return Ok(None);
+    };
+    let value = t.value_in(sets).with_context(|| {
+        format!(
+            "the evaluation at step {step} did not report eval.metric_for_best `{}`",
+            t.policy.metric
+        )
+    })?;
+    let verdict = t.observe(step, value);
+    if verdict.keep && main {
+        let path = best::path_of(run_dir, step);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create `{}`", dir.display()))?;
+        }
+        checkpoint::save_model_weights(model, &path)?;
+    }
+    Ok(verdict.stop)
+}
+
+/// Deletes the best weights the tracker no longer keeps (once a checkpoint that does not
+/// need them is written, or at the end).
+fn prune_best(tracker: &Option<Tracker>, run_dir: &Path) -> Result<()> {
+    match tracker {
+        Some(t) => best::prune(run_dir, &t.state.kept),
+        None => Ok(()),
     }
 }
 

@@ -317,7 +317,7 @@ proptest! {
         // What a printed configuration keeps unresolved (secrets) resolves again from these.
         let plain_env: Vec<(String, String)> =
             env.iter().filter(|(k, _)| !k.starts_with("RUNNER_")).cloned().collect();
-        let req = Request { experiment, profiles, overrides, seed, output_dir: None, env };
+        let req = Request { experiment, profiles, overrides, seed, output_dir: None, env, ..Request::default() };
         match resolve_text(&req, &text) {
             Err(diags) => {
                 prop_assert!(diags.has_errors());

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod best;
 mod causal_vae;
 mod commands;
 mod diff;
@@ -16,6 +17,7 @@ mod lifecycle;
 mod mae;
 mod pretrained_minilm;
 mod seeds;
+mod sweep;
 mod tensorboard;
 mod tiny_nli;
 mod train;

@@ -185,7 +185,7 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 #[test]
-fn launch_slurm_trains_on_two_tasks_through_sbatch_and_srun() {
+fn launch_slurm_trains_on_two_tasks_and_runs_a_sweep_as_a_job_array() {
     let cluster = Cluster::start();
     let out = tempfile::tempdir().unwrap();
     let run = out.path().join("run");
@@ -273,4 +273,60 @@ fn launch_slurm_trains_on_two_tasks_through_sbatch_and_srun() {
         1,
         "one run directory"
     );
+
+    // A sweep is one job array: a task per cell, each running its cell by name.
+    let sweep = out.path().join("sweep");
+    let launched = stdout(
+        runner()
+            .env("SLURM_CONF", &cluster.conf)
+            .env("OMP_NUM_THREADS", "1")
+            .args([
+                "launch",
+                "experiments/mnli-tiny.yaml",
+                "--slurm",
+                "--time=10",
+            ])
+            .arg("--output-dir")
+            .arg(&sweep)
+            .args(["-m", "seed=1,2", "--set", "sweep.max_parallel=2"])
+            .args([
+                "train.max_steps=4",
+                "eval.strategy=no",
+                "loader.num_workers=0",
+            ]),
+    );
+    let job = launched
+        .split_whitespace()
+        .skip_while(|w| *w != "array")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no job id in {launched:?}"))
+        .trim_end_matches(':')
+        .to_string();
+    let script = std::fs::read_to_string(sweep.join("slurm.sbatch")).unwrap();
+    assert!(
+        script.contains("#SBATCH --array=0-1%2") && script.contains("--sweep-cell"),
+        "{script}"
+    );
+    let cell_status = |cell: &str| -> Option<String> {
+        let text = std::fs::read_to_string(sweep.join(cell).join("meta.json")).ok()?;
+        let meta: serde_json::Value = serde_json::from_str(&text).ok()?;
+        meta["status"].as_str().map(str::to_owned)
+    };
+    wait_until("the array's two cells", Duration::from_secs(300), || {
+        let ended = ["seed=1", "seed=2"]
+            .iter()
+            .all(|c| cell_status(c).is_some_and(|s| s != "running"));
+        ended && !cluster.slurm("squeue", &["-h", "-j", &job]).contains(&job)
+    });
+    for (i, cell) in ["seed=1", "seed=2"].iter().enumerate() {
+        let output =
+            std::fs::read_to_string(sweep.join(format!("slurm-{job}_{i}.out"))).unwrap_or_default();
+        assert_eq!(cell_status(cell).as_deref(), Some("completed"), "{output}");
+        assert!(output.contains("trained 4 steps"), "{output}");
+    }
+    let rows: serde_json::Value = serde_json::from_str(&stdout(
+        runner().arg("runs").arg(&sweep).args(["--format", "json"]),
+    ))
+    .unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
 }

@@ -62,6 +62,13 @@ pub struct Experiment {
     #[schemars(extend("default" = null))]
     pub extends: Option<Extends>,
 
+    /// Several runs of this experiment, one per combination of values: `runner sweep` runs
+    /// them, each in its own run directory under `output_dir` (`runner run` refuses a file
+    /// with a sweep). The run directories keep each cell's values, not this key.
+    #[serde(default, skip_serializing)]
+    #[schemars(extend("default" = null))]
+    pub sweep: Option<SweepConfig>,
+
     /// Model architecture; its keys depend on `job`. Optional: every key has a default.
     /// (Always present after loading: the loader fills it in from `job`.)
     pub model: ModelConfig,

@@ -8,11 +8,13 @@ mod experiment;
 mod hardware;
 mod job;
 mod sections;
+mod sweep;
 
 pub use experiment::*;
 pub use hardware::*;
 pub use job::*;
 pub use sections::*;
+pub use sweep::*;
 
 #[cfg(test)]
 mod tests {

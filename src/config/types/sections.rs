@@ -277,6 +277,23 @@ pub struct EvalConfig {
     /// Also evaluate before the first step (not when resuming), the baseline later
     /// evaluations are compared with (HF `eval_on_start`).
     pub on_start: bool,
+    /// The evaluation metric that says which evaluation is best, as `<set>.<metric>`:
+    /// `dev_matched.accuracy`, `held_out.loss`, `held_out.psnr` (HF
+    /// `metric_for_best_model`). Drives `checkpoint.keep_best`, `checkpoint.load_best_at_end`
+    /// and early stopping; checked against the metrics the job reports before training.
+    #[schemars(length(min = 1))]
+    pub metric_for_best: Option<String>,
+    /// Whether a higher `metric_for_best` is better. Default from its name, as HF does:
+    /// lower for loss-like names (`loss`, `l1`, `mse`, `…_loss`), higher otherwise.
+    pub greater_is_better: Option<bool>,
+    /// Stop training after this many evaluations in a row without `metric_for_best`
+    /// improving (HF `early_stopping_patience`); `summary.json` and `meta.json` say so.
+    #[schemars(range(min = 1))]
+    pub early_stopping_patience: Option<u32>,
+    /// How much `metric_for_best` must improve to count as an improvement (HF
+    /// `early_stopping_threshold`).
+    #[schemars(range(min = 0.0))]
+    pub early_stopping_threshold: f64,
 }
 
 impl Default for EvalConfig {
@@ -286,6 +303,10 @@ impl Default for EvalConfig {
             every_steps: 500,
             per_device_batch_size: None,
             on_start: false,
+            metric_for_best: None,
+            greater_is_better: None,
+            early_stopping_patience: None,
+            early_stopping_threshold: 0.0,
         }
     }
 }
@@ -301,6 +322,13 @@ pub struct CheckpointConfig {
     pub every_steps: u64,
     /// Newest checkpoints kept; older ones are deleted. 0 keeps all (HF `save_total_limit`).
     pub keep_last: u32,
+    /// Also keep the weights (only the weights) of the K best evaluations by
+    /// `eval.metric_for_best`, under `best/`, apart from the resume checkpoints; ties go to
+    /// the later step. `summary.json` names the best step and value.
+    pub keep_best: u32,
+    /// Make the final `model.safetensors` the best evaluation's weights (by
+    /// `eval.metric_for_best`) instead of the last step's (HF `load_best_model_at_end`).
+    pub load_best_at_end: bool,
 }
 
 impl Default for CheckpointConfig {
@@ -309,6 +337,8 @@ impl Default for CheckpointConfig {
             strategy: Strategy::Steps,
             every_steps: 1000,
             keep_last: 3,
+            keep_best: 0,
+            load_best_at_end: false,
         }
     }
 }

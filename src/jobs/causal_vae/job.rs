@@ -353,15 +353,19 @@ impl Job for CausalVaeJob {
 
     fn eval_metrics(&self, _set: usize, sums: &[f64]) -> Vec<(String, f64)> {
         let n = (self.eval_pixels.len() / self.clip_len()).max(1) as f64;
-        let name = match self.reconstruction {
+        self.metric_names()
+            .into_iter()
+            .map(String::from)
+            .zip(sums.iter().map(|s| s / n))
+            .collect()
+    }
+
+    fn metric_names(&self) -> Vec<&'static str> {
+        let reconstruction = match self.reconstruction {
             ReconstructionLoss::L1 => "l1",
             ReconstructionLoss::Mse => "mse",
         };
-        vec![
-            ("psnr".into(), sums[0] / n),
-            (name.into(), sums[1] / n),
-            ("kl".into(), sums[2] / n),
-        ]
+        vec!["psnr", reconstruction, "kl"]
     }
 
     /// Input over reconstruction of the first held-out clips, `samples/step-N.gif` and `.png`.

@@ -315,6 +315,10 @@ impl Job for MaeJob {
         vec![("loss".into(), sums[0] / self.eval_masks.len().max(1) as f64)]
     }
 
+    fn metric_names(&self) -> Vec<&'static str> {
+        vec!["loss"]
+    }
+
     /// The reconstruction grid of the first held-out images, `samples/step-N.png`.
     fn draw(&self, model: &MaeVit, device: &Device, step: u64, run_dir: &Path) -> Result<()> {
         if self.grid_images == 0 {

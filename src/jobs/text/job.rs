@@ -299,11 +299,16 @@ impl Job for TextJob {
     fn eval_metrics(&self, set: usize, sums: &[f64]) -> Vec<(String, f64)> {
         let confusion = Confusion::from_counts(self.shape.num_labels, &sums[1..]);
         let n = self.valid[set].labels.len().max(1) as f64;
-        vec![
-            ("loss".into(), sums[0] / n),
-            ("accuracy".into(), confusion.accuracy()),
-            ("macro_f1".into(), confusion.macro_f1()),
-        ]
+        let values = [sums[0] / n, confusion.accuracy(), confusion.macro_f1()];
+        self.metric_names()
+            .into_iter()
+            .map(String::from)
+            .zip(values)
+            .collect()
+    }
+
+    fn metric_names(&self) -> Vec<&'static str> {
+        vec!["loss", "accuracy", "macro_f1"]
     }
 }
 
