@@ -101,7 +101,7 @@ fuzz cases="1000000":
     PROPTEST_CASES={{cases}} cargo test --release --locked --test cli fuzz_config
 
 # All benchmarks. Run them on a quiet machine: nothing else may compete for the cores.
-bench: bench-cli bench-train bench-mae bench-vae
+bench: bench-cli bench-runs bench-train bench-mae bench-vae
 
 # A Python with PyTorch 2.9.0 and transformers for the reference side of bench-train
 # (from PyPI; the CUDA wheel works on CPU; about 4 minutes and 6.7 GB).
@@ -168,6 +168,16 @@ vit_b := '--batch 64 --dim 768 --depth 12 --heads 12 --dec-dim 512 --dec-depth 8
 # Start-up-to-exit time of resolving and printing a real config (target: well under 20 ms),
 # and a three-level `extends` chain with `${…}` against the same configuration in one file
 # (target: within 1.5×), side by side in one hyperfine run.
+# `runner runs` over 1,000 run directories (each its config, meta, summary and metrics
+# file), as text and as JSON: the issue asks for under a second.
+bench-runs n="1000": build
+    @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+    bench/runs.sh ./target/release/runner {{n}} target/bench-runs
+    hyperfine --shell=none --warmup 3 --runs 20 \
+        './target/release/runner runs target/bench-runs' \
+        './target/release/runner runs target/bench-runs --format json' \
+        './target/release/runner runs target/bench-runs --sort dev_matched.accuracy'
+
 bench-cli: build
     @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
     hyperfine --shell=none --warmup 20 --runs 300 \

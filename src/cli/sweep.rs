@@ -100,6 +100,11 @@ pub fn sweep(args: &SweepArgs, log_format: LogFormat) -> Result<ExitCode> {
         }
         Err(code) => return Ok(code),
     };
+    if !args.dry_run
+        && let Err(code) = machine_checked(&plan, &config.experiment)
+    {
+        return Ok(code);
+    }
     let judged = sweep::judge(&plan);
     if args.dry_run {
         print_cells(&plan, &judged);
@@ -189,6 +194,35 @@ pub fn sweep(args: &SweepArgs, log_format: LogFormat) -> Result<ExitCode> {
             ExitCode::from(1)
         },
     )
+}
+
+/// What `run` checks of this machine (data paths, backend, devices), for every cell before
+/// any runs; one report per distinct problem, naming the cells it concerns.
+fn machine_checked(plan: &SweepPlan, what: &Path) -> Result<(), ExitCode> {
+    let mut seen: Vec<(String, Vec<&str>)> = Vec::new();
+    for r in plan.cells.iter().flatten() {
+        let problems = crate::run::machine_problems(r);
+        if !problems.has_errors() {
+            continue;
+        }
+        let text = problems.render();
+        let cell = r.cell.as_ref().map_or("?", |c| c.name.as_str());
+        match seen.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, cells)) => cells.push(cell),
+            None => seen.push((text, vec![cell])),
+        }
+    }
+    if seen.is_empty() {
+        return Ok(());
+    }
+    for (text, cells) in &seen {
+        eprintln!("cells {}:\n{text}\n", cells.join(", "));
+    }
+    eprintln!(
+        "error: this machine cannot run some cells of `{}` (see above); nothing was run",
+        what.display()
+    );
+    Err(ExitCode::from(EXIT_CONFIG))
 }
 
 /// The arguments of every cell's `runner run`: the sweep's own (experiment, profiles,

@@ -336,3 +336,70 @@ fn dry_run_lists_the_cells_and_multirun_replaces_an_axis() {
     }
     assert!(!out.exists(), "a dry run writes nothing");
 }
+
+#[test]
+fn a_failed_cell_leaves_the_others_running_and_ctrl_c_stops_every_cell() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A batch larger than the training set fails once the data is read (exit 1), not before.
+    let exp = experiment(
+        tmp.path(),
+        "",
+        "  grid:\n    train.per_device_batch_size: [8, 100000]\n",
+    );
+    let dir = tmp.path().join("failing");
+    let (code, err) = failure(
+        runner()
+            .arg("sweep")
+            .arg(&exp)
+            .arg("--output-dir")
+            .arg(&dir),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("error: cell `bs=100000` failed"), "{err}");
+    assert!(
+        err.contains("fewer than one batch"),
+        "the cell's error: {err}"
+    );
+    assert!(
+        dir.join("bs=8/summary.json").is_file(),
+        "the other cell completed"
+    );
+
+    // Ctrl-C (SIGINT to the sweep alone) stops both running cells at a step boundary.
+    let dir = tmp.path().join("stopped");
+    let mut sweep = StdCommand::new(assert_cmd::cargo::cargo_bin("runner"))
+        .current_dir(repo())
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--output-dir")
+        .arg(&dir)
+        .args(["--parallel", "2", "-m", "train.per_device_batch_size=8,16"])
+        .args(["--set", "train.max_steps=400"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let training = |cell: &str| {
+        std::fs::read_to_string(dir.join(cell).join("metrics.jsonl"))
+            .is_ok_and(|m| m.lines().count() >= 2)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(training("bs=8") && training("bs=16")) {
+        assert!(
+            Instant::now() < deadline,
+            "the cells never started training"
+        );
+        assert!(sweep.try_wait().unwrap().is_none(), "the sweep ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(sweep.id() as i32, libc::SIGINT) }, 0);
+    let out = sweep.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    for cell in ["bs=8", "bs=16"] {
+        let meta = json_file(dir.join(cell).join("meta.json"));
+        assert_eq!(meta["status"], "interrupted", "{cell}: {meta}");
+        assert_eq!(meta["signal"], "SIGINT");
+    }
+}
