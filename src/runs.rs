@@ -66,7 +66,8 @@ pub fn find(folders: &[PathBuf]) -> Vec<PathBuf> {
     for f in folders {
         walk(f, 0, &mut out);
     }
-    out.sort();
+    // `run-2` before `run-10`, `bs=8` before `bs=16`.
+    out.sort_by(|a, b| natord::compare(&a.display().to_string(), &b.display().to_string()));
     out.dedup();
     out
 }
@@ -145,7 +146,19 @@ fn read(dir: &Path) -> Row {
     let summary: Option<Json> = std::fs::read(dir.join(SUMMARY_FILE))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let curves = Curves::read(&dir.join(METRICS_FILE));
+    // The run's own `eval.greater_is_better` for its `metric_for_best`, else the name's.
+    let judged = leaves_map
+        .get("eval.metric_for_best")
+        .and_then(Json::as_str)
+        .map(str::to_owned);
+    let stated = leaves_map
+        .get("eval.greater_is_better")
+        .and_then(Json::as_bool);
+    let higher = |key: &str| match (&judged, stated) {
+        (Some(m), Some(h)) if m == key => h,
+        _ => crate::config::metric::greater_is_better(key),
+    };
+    let curves = Curves::read(&dir.join(METRICS_FILE), &higher);
     let num = |k: &str| {
         summary
             .as_ref()
@@ -187,7 +200,7 @@ struct Curves {
 }
 
 impl Curves {
-    fn read(path: &Path) -> Curves {
+    fn read(path: &Path, greater_is_better: &dyn Fn(&str) -> bool) -> Curves {
         let mut c = Curves::default();
         let Ok(text) = std::fs::read_to_string(path) else {
             return c;
@@ -202,7 +215,7 @@ impl Curves {
                     for (m, v) in metrics.as_object().into_iter().flatten() {
                         let Some(v) = v.as_f64() else { continue };
                         let key = format!("{set}.{m}");
-                        let higher = crate::config::metric::greater_is_better(&key);
+                        let higher = greater_is_better(&key);
                         let e = c.eval.entry(key).or_insert(MetricSummary {
                             best: v,
                             best_step: step,
@@ -262,8 +275,7 @@ pub fn sortable(rows: &[Row]) -> Vec<String> {
 /// Best first: higher first for accuracy-like metrics, lower first for loss-like ones; rows
 /// without the value last.
 pub fn sort(rows: &mut [Row], metric: &str) {
-    let higher = crate::config::metric::greater_is_better(metric)
-        && !["steps", "seconds", "duration"].contains(&metric);
+    let higher = higher_is_better(rows, metric);
     rows.sort_by(|a, b| match (value_of(a, metric), value_of(b, metric)) {
         (Some(x), Some(y)) if higher => y.total_cmp(&x),
         (Some(x), Some(y)) => x.total_cmp(&y),
@@ -291,8 +303,22 @@ fn default_judge(rows: &[Row]) -> Option<String> {
     Some(metric_for_best(rows).unwrap_or_else(|| "final_loss".into()))
 }
 
+/// Which way `metric` is better for these rows: as their `eval.greater_is_better` says when
+/// it is their `metric_for_best`, else by its name; counts and durations lower.
+fn higher_is_better(rows: &[Row], metric: &str) -> bool {
+    if ["steps", "seconds", "duration", "final_loss"].contains(&metric) {
+        return false;
+    }
+    rows.iter()
+        .find_map(|r| {
+            let judged = r.leaves.get("eval.metric_for_best")?.as_str()?;
+            (judged == metric).then(|| r.leaves.get("eval.greater_is_better")?.as_bool())?
+        })
+        .unwrap_or_else(|| crate::config::metric::greater_is_better(metric))
+}
+
 fn best_index(rows: &[Row], metric: &str) -> Option<usize> {
-    let higher = crate::config::metric::greater_is_better(metric);
+    let higher = higher_is_better(rows, metric);
     rows.iter()
         .enumerate()
         .filter(|(_, r)| r.status == "completed")

@@ -21,7 +21,19 @@ use crate::sweep::{self, State, exec};
 /// The sweep of `req`'s experiment with every cell valid; `Ok(None)` when it has none; the
 /// exit code once every problem (of the experiment, the sweep, each cell) is printed.
 pub fn checked(req: &Request, what: &Path) -> Result<Option<SweepPlan>, ExitCode> {
-    let plan = match resolve_sweep(req) {
+    with_cells_checked(resolve_sweep(req), what)
+}
+
+/// [`checked`] for `show`: what the engine cannot train is a warning there.
+pub fn checked_for_show(req: &Request, what: &Path) -> Result<Option<SweepPlan>, ExitCode> {
+    with_cells_checked(crate::config::loader::resolve_sweep_for_show(req), what)
+}
+
+fn with_cells_checked(
+    plan: Result<Option<SweepPlan>, crate::config::Diagnostics>,
+    what: &Path,
+) -> Result<Option<SweepPlan>, ExitCode> {
+    let plan = match plan {
         Ok(p) => p,
         Err(d) => return Err(report(&d, what)),
     };

@@ -145,8 +145,17 @@ pub struct SweepPlan {
 /// resolved, or `None` when it has no sweep. An error in the experiment itself or in the
 /// sweep's description is `Err`; a cell's own errors stay with that cell.
 pub fn resolve_sweep(req: &Request) -> Result<Option<SweepPlan>, Diagnostics> {
+    sweep_with(req, Refusals::Errors)
+}
+
+/// [`resolve_sweep`] for `runner show`: what the engine cannot train is a warning.
+pub fn resolve_sweep_for_show(req: &Request) -> Result<Option<SweepPlan>, Diagnostics> {
+    sweep_with(req, Refusals::Warnings)
+}
+
+fn sweep_with(req: &Request, refusals: Refusals) -> Result<Option<SweepPlan>, Diagnostics> {
     let file = Layer::read_file(&req.experiment, FileRole::Experiment)?;
-    let base = resolve_layer(req, file.clone(), Refusals::Errors, None)?;
+    let base = resolve_layer(req, file.clone(), refusals, None)?;
     let Some(sweep) =
         sweep::expand(&base.experiment, &base.layers, &req.multirun).map_err(Diagnostics)?
     else {
@@ -155,7 +164,7 @@ pub fn resolve_sweep(req: &Request) -> Result<Option<SweepPlan>, Diagnostics> {
     let cells = sweep
         .cells
         .iter()
-        .map(|cell| resolve_cell(req, file.clone(), &base, cell, Refusals::Errors))
+        .map(|cell| resolve_cell(req, file.clone(), &base, cell, refusals))
         .collect();
     Ok(Some(SweepPlan { base, sweep, cells }))
 }
