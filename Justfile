@@ -178,6 +178,18 @@ bench-runs n="1000": build
         './target/release/runner runs target/bench-runs --format json' \
         './target/release/runner runs target/bench-runs --sort dev_matched.accuracy'
 
+# What the run record's data fingerprints add to a run's start: `run --dry-run` (which
+# writes the record) on mae-tiny's Fashion-MNIST (30 MB of IDX files), on a folder of
+# 10,000 small images, and on a folder of one image, side by side.
+bench-record: build
+    @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+    python3 bench/image_folder.py target/bench-record/images 10000
+    python3 bench/image_folder.py target/bench-record/one 1
+    hyperfine --shell=none --warmup 3 --runs 20 \
+        './target/release/runner run experiments/mae-tiny.yaml --dry-run --output-dir target/bench-record/fmnist' \
+        './target/release/runner run experiments/mae-tiny.yaml --dry-run --output-dir target/bench-record/many data.path=target/bench-record/images data.eval_path=null' \
+        './target/release/runner run experiments/mae-tiny.yaml --dry-run --output-dir target/bench-record/few data.path=target/bench-record/one data.eval_path=null'
+
 bench-cli: build
     @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
     hyperfine --shell=none --warmup 20 --runs 300 \

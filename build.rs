@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    build_facts();
     // Set when the c10d shim was compiled (the `tch` feature with libtorch's headers found).
     println!("cargo::rustc-check-cfg=cfg(runner_c10d)");
     if std::env::var_os("CARGO_FEATURE_TCH").is_none() {
@@ -30,6 +31,49 @@ fn main() {
     rpath(&lib);
     #[cfg(feature = "tch")]
     c10d_shim(&lib);
+}
+
+/// What the run record says of this binary (`record::build`): the commit it was built from
+/// (`-dirty` when the work tree had changes) and, with `tch`, the torch wheel's version.
+fn build_facts() {
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&manifest)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "HEAD"]).map(|c| {
+        let dirty =
+            git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+        if dirty { format!("{c}-dirty") } else { c }
+    });
+    println!(
+        "cargo:rustc-env=RUNNER_BUILD_COMMIT={}",
+        commit.unwrap_or_default()
+    );
+    // A new commit or staged change is a new build id.
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        println!("cargo:rerun-if-changed={dir}/HEAD");
+        println!("cargo:rerun-if-changed={dir}/index");
+    }
+    let torch = std::env::var_os("DEP_TCH_LIBTORCH_LIB")
+        .map(PathBuf::from)
+        .and_then(|lib| std::fs::read_to_string(lib.join("../version.py")).ok())
+        .and_then(|v| {
+            v.lines()
+                .find_map(|l| l.strip_prefix("__version__ = "))
+                .map(|s| s.trim_matches(|c| c == '\'' || c == '"').to_string())
+        });
+    println!(
+        "cargo:rustc-env=RUNNER_LIBTORCH_VERSION={}",
+        torch.unwrap_or_default()
+    );
 }
 
 fn rpath(lib: &Path) {

@@ -24,6 +24,8 @@ pub struct Side {
     recorded: BTreeMap<String, String>,
     /// A run's recorded files with their sha256 (a file's are read when compared).
     recorded_sources: Vec<Source>,
+    /// A run's record (code, build, data), when it has one.
+    pub record: Option<crate::record::RunRecord>,
 }
 
 impl Side {
@@ -56,6 +58,7 @@ impl Side {
             resolved,
             recorded,
             recorded_sources,
+            record: run.then(|| crate::record::read(path)).flatten(),
         })
     }
 
@@ -141,7 +144,7 @@ pub fn compare(a: &Side, b: &Side) -> Comparison {
     let mut keys: Vec<&String> = la.keys().chain(lb.keys()).collect();
     keys.sort();
     keys.dedup();
-    let differences = keys
+    let mut differences: Vec<Difference> = keys
         .into_iter()
         .filter(|k| la.get(*k) != lb.get(*k))
         .map(|k| Difference {
@@ -156,6 +159,28 @@ pub fn compare(a: &Side, b: &Side) -> Comparison {
             }),
         })
         .collect();
+    // Two runs' records: their code, build and data (the environment is the shell's).
+    if let (Some(ra), Some(rb)) = (&a.record, &b.record) {
+        let (ra, rb) = (crate::record::leaves(ra), crate::record::leaves(rb));
+        let mut keys: Vec<&String> = ra.keys().chain(rb.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let from = |r: &BTreeMap<String, Json>, k: &str| {
+            r.get(k).map(|v| Valued {
+                value: v.clone(),
+                origin: crate::record::RECORD.to_string(),
+            })
+        };
+        differences.extend(
+            keys.into_iter()
+                .filter(|k| !k.starts_with("record.environment.") && ra.get(*k) != rb.get(*k))
+                .map(|k| Difference {
+                    key: k.clone(),
+                    a: from(&ra, k),
+                    b: from(&rb, k),
+                }),
+        );
+    }
     let by_path = |s: &Side| -> BTreeMap<String, String> {
         s.sources()
             .iter()

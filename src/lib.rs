@@ -15,6 +15,7 @@ pub mod error;
 pub mod host;
 pub mod jobs;
 pub mod plot;
+pub mod record;
 pub mod run;
 pub mod rundir;
 pub mod runs;

@@ -12,7 +12,6 @@
 //! host), `interrupted` otherwise. A live run's directory is never taken over.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -492,6 +491,21 @@ pub fn prepare(
     durable::write(&dir.join(PROVENANCE), provenance.as_bytes())?;
 
     let exp_path = &resolved_experiment_path(resolved);
+    // The code, the build, the data's fingerprints and the environment (`record.json`).
+    let started = std::time::Instant::now();
+    let exp_dir = exp_path.parent().unwrap_or(Path::new("."));
+    // A run repeated from a run directory's recorded configuration (`runner rerun`) works in
+    // the code that run's record names.
+    let code_dir = read_meta(exp_dir)
+        .filter(|_| exp_path.ends_with(RESOLVED_CONFIG) && crate::record::read(exp_dir).is_some())
+        .and_then(|m| {
+            Path::new(&m.experiment_file)
+                .parent()
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(|| exp_dir.to_path_buf());
+    let (record, code) = crate::record::take(resolved, &code_dir);
+    tracing::debug!("run record in {:.3}s", started.elapsed().as_secs_f64());
     let running = status == Status::Running;
     let pid = std::process::id();
     let meta = Meta {
@@ -507,7 +521,11 @@ pub fn prepare(
         backend: resolved.experiment.hardware.backend.as_str().to_string(),
         device: resolved.experiment.hardware.device.to_string(),
         start_time: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        git: git_state(exp_path.parent().unwrap_or(Path::new("."))),
+        git: code.as_ref().map(|t| GitState {
+            root: t.code.root.clone(),
+            commit: t.code.commit.clone(),
+            dirty: t.code.dirty,
+        }),
         sources,
         secrets: resolved
             .interpolated
@@ -530,6 +548,7 @@ pub fn prepare(
         sweep_cell: CellRecord::of(resolved),
     };
     write_meta(dir, &meta)?;
+    crate::record::write(dir, &record, code.as_ref())?;
     Ok(Arc::new(Record {
         dir: dir.to_path_buf(),
         meta: Mutex::new(meta),
@@ -552,37 +571,6 @@ fn resolved_experiment_path(resolved: &Resolved) -> PathBuf {
             _ => None,
         })
         .unwrap_or_default()
-}
-
-/// Git state of the repository containing `dir`, by asking the `git` binary (cheaper to
-/// build than libgit2 bindings, and it is what users have). `None` outside a work tree or
-/// without git.
-pub fn git_state(dir: &Path) -> Option<GitState> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let git = |args: &[&str]| -> Option<String> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    let root = git(&["rev-parse", "--show-toplevel"])?;
-    let commit = git(&["rev-parse", "HEAD"]);
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    Some(GitState {
-        root,
-        commit,
-        dirty,
-    })
 }
 
 #[cfg(test)]

@@ -122,6 +122,23 @@ pub enum Command {
         #[arg(long, short = 'o', value_name = "FILE", default_value = "curves.png")]
         output: PathBuf,
     },
+    /// Train a run's recorded configuration again, into a new directory, after comparing its
+    /// record with now: the code (commit, uncommitted changes), the build (runner, Cargo.lock,
+    /// burn, libtorch, CUDA) and the data (content fingerprints). Any difference stops it
+    /// unless `--allow-drift`.
+    Rerun {
+        /// The run directory to repeat.
+        run_dir: PathBuf,
+        /// Where the new run goes (default: RUN_DIR-rerun-<timestamp>).
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<String>,
+        /// Only compare and print: exit 0 when nothing differs, 1 when something does.
+        #[arg(long, conflicts_with = "allow_drift")]
+        check: bool,
+        /// Rerun despite differences; they are recorded in the new run's drift.json.
+        #[arg(long)]
+        allow_drift: bool,
+    },
     /// Write a Slurm batch script into a new run directory and submit it with sbatch: it runs
     /// `runner run` on every node through srun, each task one data-parallel rank.
     Launch {

@@ -12,6 +12,7 @@ mod launch;
 mod logging;
 mod plot;
 mod profiles;
+mod rerun;
 mod run;
 mod runs;
 mod schema;
@@ -74,6 +75,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             metric,
             output,
         } => plot::plot(&dirs, &metric, &output),
+        Command::Rerun {
+            run_dir,
+            output_dir,
+            check,
+            allow_drift,
+        } => rerun::rerun(
+            &run_dir,
+            output_dir.as_deref(),
+            check,
+            allow_drift,
+            cli.quiet,
+            cli.log_format,
+        ),
         Command::Sweep(args) => sweep::sweep(&args, cli.log_format),
         Command::Launch { config, slurm } => launch::launch(&config, &slurm),
         Command::Schema {

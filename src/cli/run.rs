@@ -15,16 +15,26 @@ pub fn run(
     quiet: bool,
     log_format: LogFormat,
 ) -> Result<ExitCode> {
-    let opts = Options {
-        dry_run,
-        live_bar: !quiet && log_format == LogFormat::Text && std::io::stderr().is_terminal(),
-    };
     let request = crate::config::Request {
         cell: sweep_cell,
         ..config.request()
     };
-    Ok(match run::run(&request, opts)? {
-        Outcome::Refused(Refusal::Config(d)) => report(&d, &config.experiment),
+    execute(&request, dry_run, quiet, log_format)
+}
+
+/// Runs `request` (`run`, and `rerun` with a recorded configuration) and says how it went.
+pub fn execute(
+    request: &crate::config::Request,
+    dry_run: bool,
+    quiet: bool,
+    log_format: LogFormat,
+) -> Result<ExitCode> {
+    let opts = Options {
+        dry_run,
+        live_bar: !quiet && log_format == LogFormat::Text && std::io::stderr().is_terminal(),
+    };
+    Ok(match run::run(request, opts)? {
+        Outcome::Refused(Refusal::Config(d)) => report(&d, &request.experiment),
         Outcome::Refused(Refusal::Message(why)) => refuse(&why),
         Outcome::Prepared { dir, summary } => {
             println!("prepared {} (dry run: {summary})", dir.display());

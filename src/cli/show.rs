@@ -34,8 +34,31 @@ pub fn show(config: &ConfigArgs, format: Format, explain: bool) -> Result<ExitCo
     } else {
         render::render(&side.resolved, format, explain)
     };
+    // A run directory's record (code, build, data) beside its provenance.
+    let text = match (&side.record, explain) {
+        (Some(record), true) => with_record(text, format, record),
+        _ => text,
+    };
     let mut out = std::io::stdout().lock();
     // A closed pipe (`runner show … | head`) is not an error worth a message.
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--explain` of a run directory: its record.json as a `record` object (JSON), or as
+/// comment lines after the configuration (YAML, TOML), so that the output still reads back
+/// as the configuration it shows.
+fn with_record(text: String, format: Format, record: &crate::record::RunRecord) -> String {
+    if let Format::Json = format
+        && let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&text)
+    {
+        v["record"] = serde_json::to_value(record).expect("record serializes");
+        return serde_json::to_string_pretty(&v).expect("json serializes") + "\n";
+    }
+    let mut out = text;
+    out.push_str("# record.json: the code, build and data this run trained with\n");
+    for (k, v) in crate::record::leaves(record) {
+        out.push_str(&format!("# {k}: {v}\n"));
+    }
+    out
 }

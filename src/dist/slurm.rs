@@ -181,6 +181,32 @@ pub fn script(resolved: &Resolved, run_dir: &Path, inv: &Invocation, opts: &Opti
     s
 }
 
+/// The options a script this module wrote was submitted with (its `#SBATCH` lines, less
+/// those the configuration decides), for `runner rerun` of a Slurm run.
+pub fn options_from_script(text: &str) -> Options {
+    let mut o = Options::default();
+    for line in text.lines() {
+        let Some(opt) = line.strip_prefix("#SBATCH ") else {
+            continue;
+        };
+        let (flag, value) = opt.split_once('=').unwrap_or((opt, ""));
+        let value = shlex::split(value)
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or_else(|| value.to_string());
+        match flag {
+            "--job-name" | "--nodes" | "--ntasks-per-node" | "--gpus-per-node" | "--output"
+            | "--array" => {}
+            "--partition" => o.partition = Some(value),
+            "--time" => o.time = Some(value),
+            "--account" => o.account = Some(value),
+            "--qos" => o.qos = Some(value),
+            "--cpus-per-task" => o.cpus_per_task = value.parse().ok(),
+            _ => o.extra.push(opt.to_string()),
+        }
+    }
+    o
+}
+
 /// Submits `script` with `sbatch`; the job id.
 pub fn submit(script: &Path) -> Result<String> {
     let out = Command::new("sbatch")
@@ -228,6 +254,17 @@ pub fn write(run_dir: &Path, text: &str) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scripts_options_read_back() {
+        let o = options_from_script(
+            "#SBATCH --job-name=x\n#SBATCH --nodes=2\n#SBATCH --time=10\n#SBATCH --partition='gpu a'\n#SBATCH --mem=64G\n#SBATCH --cpus-per-task=4\n",
+        );
+        assert_eq!(o.time.as_deref(), Some("10"));
+        assert_eq!(o.partition.as_deref(), Some("gpu a"));
+        assert_eq!(o.cpus_per_task, Some(4));
+        assert_eq!(o.extra, ["--mem=64G"]);
+    }
 
     #[test]
     fn quoting_keeps_plain_words_and_protects_the_rest() {

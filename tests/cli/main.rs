@@ -16,6 +16,7 @@ mod layers;
 mod lifecycle;
 mod mae;
 mod pretrained_minilm;
+mod rerun;
 mod seeds;
 mod sweep;
 mod tensorboard;

@@ -274,6 +274,40 @@ fn launch_slurm_trains_on_two_tasks_and_runs_a_sweep_as_a_job_array() {
         "one run directory"
     );
 
+    // `rerun` submits a Slurm run again, with its sbatch options, into a new directory.
+    let again = out.path().join("again");
+    let said = stdout(
+        runner()
+            .env("SLURM_CONF", &cluster.conf)
+            .env("OMP_NUM_THREADS", "1")
+            .arg("rerun")
+            .arg(&run)
+            .arg("--output-dir")
+            .arg(&again),
+    );
+    assert!(said.contains("submitted batch job"), "{said}");
+    let script = std::fs::read_to_string(again.join("slurm.sbatch")).unwrap();
+    assert!(
+        script.contains("#SBATCH --time=10") && script.contains("config.resolved.yaml"),
+        "{script}"
+    );
+    let status = |dir: &Path| -> Option<String> {
+        let text = std::fs::read_to_string(dir.join("meta.json")).ok()?;
+        let meta: serde_json::Value = serde_json::from_str(&text).ok()?;
+        meta["status"].as_str().map(str::to_owned)
+    };
+    wait_until("the rerun", Duration::from_secs(300), || {
+        status(&again).is_some_and(|s| s != "running")
+            && cluster.slurm("squeue", &["-h"]).trim().is_empty()
+    });
+    assert_eq!(
+        status(&again).as_deref(),
+        Some("completed"),
+        "{}",
+        cluster.logs()
+    );
+    assert_eq!(metrics(&again).len(), metrics(&run).len());
+
     // A sweep is one job array: a task per cell, each running its cell by name.
     let sweep = out.path().join("sweep");
     let launched = stdout(
