@@ -384,6 +384,13 @@ pub fn expand(
         }
         seen.push(key);
     }
+    if dims.is_empty() && problems.is_empty() {
+        problems.push(layers.diag_at(
+            "sweep",
+            Diagnostic::error("sweep", "the sweep varies nothing: it has no keys and no seeds")
+                .help("add `grid:` (key: [values]), `zip:` groups, `seeds:` or `repeat:`, or give `-m KEY=V1,V2`; or remove `sweep:`"),
+        ));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -436,6 +443,129 @@ pub fn expand(
 
 /// A cell's values, in the sweep's key order.
 type Values = [(String, Json)];
+
+/// Why a `sweep:` value does not have the section's shape, key by key (the schema's verdict
+/// on an optional section is only "matches none of its forms").
+pub fn shape_problems(v: &Json) -> Vec<(String, Diagnostic)> {
+    const KEYS: &[&str] = &["grid", "zip", "seeds", "repeat", "max_parallel"];
+    let mut out = Vec::new();
+    let found = |v: &Json| match v {
+        Json::String(s) => format!("the string {s:?}"),
+        other => other.to_string(),
+    };
+    let axis_help = "write a list of values (`[1.0e-4, 3.0e-4]`), or `{logspace: [first, last, count]}` / `{linspace: [first, last, count]}`";
+    let axis = |key: String, v: &Json, out: &mut Vec<(String, Diagnostic)>| {
+        let ok = match v {
+            Json::Array(items) => !items.is_empty(),
+            Json::Object(m) if m.len() == 1 => {
+                let (name, args) = m.iter().next().expect("one entry");
+                ["logspace", "linspace"].contains(&name.as_str())
+                    && args.as_array().is_some_and(|a| {
+                        a.len() == 3
+                            && a[0].is_number()
+                            && a[1].is_number()
+                            && a[2].as_u64().is_some_and(|n| n >= 1)
+                    })
+            }
+            _ => false,
+        };
+        if !ok {
+            out.push((
+                key.clone(),
+                Diagnostic::error(
+                    "type",
+                    format!(
+                        "`{key}` must be a non-empty list of values or a generator, found {}",
+                        found(v)
+                    ),
+                )
+                .help(axis_help),
+            ));
+        }
+    };
+    let Some(map) = v.as_object() else {
+        out.push((
+            "sweep".into(),
+            Diagnostic::error("type", format!("`sweep` must be a mapping, found {}", found(v)))
+                .help("write `sweep:` with `grid:` (key: [values]), `zip:`, `seeds:` or `repeat:` below it"),
+        ));
+        return out;
+    };
+    for (k, item) in map {
+        let key = format!("sweep.{k}");
+        match k.as_str() {
+            "grid" => match item.as_object() {
+                Some(g) => g
+                    .iter()
+                    .for_each(|(gk, gv)| axis(format!("{key}.{gk}"), gv, &mut out)),
+                None => out.push((
+                    key.clone(),
+                    Diagnostic::error(
+                        "type",
+                        format!(
+                            "`{key}` must be a mapping of keys to their values, found {}",
+                            found(item)
+                        ),
+                    )
+                    .help("write `grid:` with `optimizer.lr: [1.0e-4, 3.0e-4]` below it"),
+                )),
+            },
+            "zip" => match item.as_array() {
+                Some(groups) => {
+                    for (i, g) in groups.iter().enumerate() {
+                        match g.as_object() {
+                            Some(g) => g.iter().for_each(|(gk, gv)| axis(format!("{key}.{i}.{gk}"), gv, &mut out)),
+                            None => out.push((format!("{key}.{i}"), Diagnostic::error("type", format!("each zip group must be a mapping of keys to lists, found {}", found(g))).help("write `- model.arch: [a, b]` with the group's other keys below it"))),
+                        }
+                    }
+                }
+                None => out.push((
+                    key.clone(),
+                    Diagnostic::error(
+                        "type",
+                        format!("`{key}` must be a list of groups, found {}", found(item)),
+                    )
+                    .help("write `zip:` with `- key: [values]` groups below it"),
+                )),
+            },
+            "seeds" => {
+                if !item
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty() && a.iter().all(|s| s.as_u64().is_some()))
+                {
+                    out.push((key.clone(), Diagnostic::error("type", format!("`{key}` must be a non-empty list of non-negative integers, found {}", found(item))).help("write `seeds: [1, 2, 3]`")));
+                }
+            }
+            "repeat" | "max_parallel" => {
+                if item.as_u64().is_none_or(|n| n < 1) {
+                    out.push((
+                        key.clone(),
+                        Diagnostic::error(
+                            "value",
+                            format!(
+                                "`{key}` must be a whole number of at least 1, found {}",
+                                found(item)
+                            ),
+                        )
+                        .help(format!("write `{k}: 2`")),
+                    ));
+                }
+            }
+            _ => {
+                let known: Vec<String> = KEYS.iter().map(|k| k.to_string()).collect();
+                let close = super::suggest::closest_value(k, &known)
+                    .map(|c| format!("did you mean `sweep.{c}`? "))
+                    .unwrap_or_default();
+                out.push((
+                    key.clone(),
+                    Diagnostic::error("unknown-key", format!("unknown key `{key}`"))
+                        .help(format!("{close}`sweep` takes: {}", KEYS.join(", "))),
+                ));
+            }
+        }
+    }
+    out
+}
 
 fn product(dims: &[Dim], prefix: &mut Vec<(String, Json)>, out: &mut dyn FnMut(&Values)) {
     let Some((first, rest)) = dims.split_first() else {

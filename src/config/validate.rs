@@ -98,6 +98,15 @@ pub fn schema_errors(value: &Json, layers: &Layers) -> Vec<Diagnostic> {
         let instance = err.instance();
         let found = describe_value(instance);
         let d = match err.kind() {
+            // The optional `sweep` section: say what in it is wrong.
+            ValidationErrorKind::AnyOf { .. } if key == "sweep" => {
+                let problems = super::sweep::shape_problems(instance);
+                if !problems.is_empty() {
+                    out.extend(problems.into_iter().map(|(k, d)| layers.diag_at(&k, d)));
+                    continue;
+                }
+                Diagnostic::error("schema", format!("`{key}`: {err}"))
+            }
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 for leaf in unexpected {
                     let full = join(&key, leaf);
