@@ -139,6 +139,20 @@ pub enum Command {
         #[arg(long)]
         allow_drift: bool,
     },
+    /// What a run will cost before it runs: steps, evaluations and checkpoints, parameters,
+    /// model-state memory per rank, disk against the free space, and the learning rate at
+    /// every step. Reads the data only to count it; trains nothing. (Activation memory, FLOPs
+    /// and time are not estimated yet.)
+    Plan {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// `text`, a report read in ten seconds, or `json`, every number.
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        format: DiffFormat,
+        /// Also draw the learning-rate curve (warmup end marked) into this PNG.
+        #[arg(long, value_name = "PNG")]
+        plot: Option<PathBuf>,
+    },
     /// Write a Slurm batch script into a new run directory and submit it with sbatch: it runs
     /// `runner run` on every node through srun, each task one data-parallel rank.
     Launch {

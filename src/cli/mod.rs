@@ -10,6 +10,7 @@ mod export;
 mod init;
 mod launch;
 mod logging;
+mod plan;
 mod plot;
 mod profiles;
 mod rerun;
@@ -70,6 +71,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             metrics,
             format,
         } => runs::runs(&dirs, sort.as_deref(), &metrics, format),
+        Command::Plan {
+            config,
+            format,
+            plot,
+        } => plan::plan(&config, format, plot.as_deref()),
         Command::Plot {
             dirs,
             metric,

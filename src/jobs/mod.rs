@@ -128,6 +128,19 @@ impl Ready {
         }
     }
 
+    /// Parameters of the model this job trains, counted on the built model (burn's lazy
+    /// parameters are not initialised to be counted).
+    pub fn num_params(&self) -> Result<usize> {
+        use crate::train::job::Job;
+        use burn::module::Module as _;
+        let device = crate::train::backend::init_device();
+        Ok(match self {
+            Ready::Mae(job) => job.init_model(&device)?.num_params(),
+            Ready::Text(job) => job.init_model(&device)?.num_params(),
+            Ready::CausalVae(job) => job.init_model(&device)?.num_params(),
+        })
+    }
+
     pub fn train(self, settings: &Settings, device: &Device) -> Result<Summary> {
         match self {
             Ready::Mae(job) => trainer::train(job, settings, device),

@@ -614,7 +614,7 @@ fn prune_best(tracker: &Option<Tracker>, run_dir: &Path) -> Result<()> {
 }
 
 /// The schedule for the steps the data gives.
-fn schedule(exp: &Experiment, derived: &Derived, steps: &Steps) -> Result<Schedule> {
+pub fn schedule(exp: &Experiment, derived: &Derived, steps: &Steps) -> Result<Schedule> {
     let sched = &exp.scheduler;
     Ok(Schedule {
         style: sched.style,

@@ -15,6 +15,7 @@ mod interpolation;
 mod layers;
 mod lifecycle;
 mod mae;
+mod plan;
 mod pretrained_minilm;
 mod rerun;
 mod seeds;
