@@ -202,35 +202,26 @@ struct Curves {
 impl Curves {
     fn read(path: &Path, greater_is_better: &dyn Fn(&str) -> bool) -> Curves {
         let mut c = Curves::default();
-        let Ok(text) = std::fs::read_to_string(path) else {
-            return c;
-        };
-        for line in text.lines() {
-            let Ok(rec) = serde_json::from_str::<Json>(line) else {
-                continue;
-            };
-            let step = rec.get("step").and_then(Json::as_u64).unwrap_or(0);
-            if let Some(sets) = rec.get("eval").and_then(Json::as_object) {
-                for (set, metrics) in sets {
-                    for (m, v) in metrics.as_object().into_iter().flatten() {
-                        let Some(v) = v.as_f64() else { continue };
-                        let key = format!("{set}.{m}");
-                        let higher = greater_is_better(&key);
-                        let e = c.eval.entry(key).or_insert(MetricSummary {
-                            best: v,
-                            best_step: step,
-                            last: v,
-                        });
-                        e.last = v;
-                        if (higher && v > e.best) || (!higher && v < e.best) {
-                            e.best = v;
-                            e.best_step = step;
-                        }
+        for (step, values) in crate::train::metrics::read_scalars(path) {
+            for (key, v) in values {
+                if !key.contains('.') {
+                    if key == "loss" {
+                        c.last_loss = Some(v);
+                        c.last_step = Some(step);
                     }
+                    continue;
                 }
-            } else if let Some(loss) = rec.get("loss").and_then(Json::as_f64) {
-                c.last_loss = Some(loss);
-                c.last_step = Some(step);
+                let higher = greater_is_better(&key);
+                let e = c.eval.entry(key).or_insert(MetricSummary {
+                    best: v,
+                    best_step: step,
+                    last: v,
+                });
+                e.last = v;
+                if (higher && v > e.best) || (!higher && v < e.best) {
+                    e.best = v;
+                    e.best_step = step;
+                }
             }
         }
         c

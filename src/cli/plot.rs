@@ -86,37 +86,16 @@ pub fn plot(dirs: &[PathBuf], metric: &str, output: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// (step, value) of `metric` in a run's metrics.jsonl; the evaluation metrics it has are
-/// added to `available`.
+/// (step, value) of `metric` in a run's metrics.jsonl; every curve it has is added to
+/// `available`.
 fn points(dir: &Path, metric: &str, available: &mut Vec<String>) -> Vec<(f64, f64)> {
-    let Ok(text) = std::fs::read_to_string(dir.join(METRICS_FILE)) else {
-        return Vec::new();
-    };
-    let (set, name) = metric.split_once('.').unwrap_or(("", metric));
     let mut out = Vec::new();
-    for line in text.lines() {
-        let Ok(rec) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let Some(step) = rec.get("step").and_then(|s| s.as_f64()) else {
-            continue;
-        };
-        let value = match rec.get("eval").and_then(|e| e.as_object()) {
-            Some(sets) => {
-                for (s, m) in sets {
-                    for k in m.as_object().into_iter().flatten().map(|(k, _)| k) {
-                        available.push(format!("{s}.{k}"));
-                    }
-                }
-                sets.get(set)
-                    .and_then(|m| m.get(name))
-                    .and_then(|v| v.as_f64())
+    for (step, values) in crate::train::metrics::read_scalars(&dir.join(METRICS_FILE)) {
+        for (name, v) in values {
+            if name == metric {
+                out.push((step as f64, v));
             }
-            None if set.is_empty() => rec.get(name).and_then(|v| v.as_f64()),
-            None => None,
-        };
-        if let Some(v) = value {
-            out.push((step, v));
+            available.push(name);
         }
     }
     out

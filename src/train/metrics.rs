@@ -20,6 +20,41 @@ use crate::durable;
 
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
+/// Every record of a `metrics.jsonl` as (step, named values): a training record's own names
+/// (`loss`, `lr`, `grad_norm`, …), an evaluation's as `<set>.<metric>`. Unreadable lines
+/// (a torn last line) are skipped; a missing file has none.
+pub fn read_scalars(path: &Path) -> Vec<(u64, Vec<(String, f64)>)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|rec| {
+            let step = rec.get("step")?.as_u64()?;
+            let mut values = Vec::new();
+            match rec.get("eval").and_then(|e| e.as_object()) {
+                Some(sets) => {
+                    for (set, metrics) in sets {
+                        for (m, v) in metrics.as_object().into_iter().flatten() {
+                            if let Some(v) = v.as_f64() {
+                                values.push((format!("{set}.{m}"), v));
+                            }
+                        }
+                    }
+                }
+                None => {
+                    for (k, v) in rec.as_object().into_iter().flatten() {
+                        if let (false, Some(v)) = (k == "step" || k == "epoch", v.as_f64()) {
+                            values.push((k.clone(), v));
+                        }
+                    }
+                }
+            }
+            Some((step, values))
+        })
+        .collect()
+}
+
 /// One training record: means over the steps since the previous one.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrainRecord {
