@@ -4,17 +4,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use super::{ConfigArgs, SlurmArgs, refuse, resolve_or_report};
+use super::sweep::Planned;
+use super::{ConfigArgs, SlurmArgs, refuse};
 use crate::{dist, rundir, sweep};
 
 pub fn launch(config: &ConfigArgs, args: &SlurmArgs) -> Result<ExitCode> {
-    match super::sweep::planned(config) {
-        Ok(Some((req, plan, dir))) => return launch_sweep(config, args, &req, &plan, &dir),
-        Ok(None) => {}
-        Err(code) => return Ok(code),
-    }
-    let resolved = match resolve_or_report(config) {
-        Ok(r) => r,
+    let resolved = match super::sweep::planned(config) {
+        Ok(Planned::Sweep(req, plan, dir)) => return launch_sweep(config, args, &req, &plan, &dir),
+        Ok(Planned::One(resolved)) => resolved,
         Err(code) => return Ok(code),
     };
     crate::config::print_warnings(&resolved);

@@ -20,11 +20,11 @@ pub fn show(config: &ConfigArgs, format: Format, explain: bool) -> Result<ExitCo
     // A sweep prints the experiment its cells build on; every cell must resolve too.
     if !side.run && (side.resolved.experiment.sweep.is_some() || !config.multirun.is_empty()) {
         match super::sweep::checked_for_show(&config.request(), &config.experiment) {
-            Ok(Some(plan)) => eprintln!(
+            Ok(crate::config::loader::Swept::Sweep(plan)) => eprintln!(
                 "note: {}; this is the experiment they build on (`runner sweep --dry-run` lists them)",
                 super::sweep::summary_line(&plan)
             ),
-            Ok(None) => {}
+            Ok(_) => {}
             Err(code) => return Ok(code),
         }
     }

@@ -13,31 +13,32 @@ use comfy_table::{Table, presets::NOTHING};
 use super::args::SweepArgs;
 use super::{ConfigArgs, EXIT_CONFIG, LogFormat, refuse, report};
 use crate::config::Request;
-use crate::config::loader::{SweepPlan, resolve_sweep};
+use crate::config::loader::{SweepPlan, Swept, resolve_sweep};
 use crate::config::sweep::compact;
 use crate::rundir;
 use crate::sweep::{self, State, exec};
 
-/// The sweep of `req`'s experiment with every cell valid; `Ok(None)` when it has none; the
-/// exit code once every problem (of the experiment, the sweep, each cell) is printed.
-pub fn checked(req: &Request, what: &Path) -> Result<Option<SweepPlan>, ExitCode> {
+/// The sweep of `req`'s experiment with every cell valid (or the experiment alone, when it
+/// has no sweep); the exit code once every problem (of the experiment, the sweep, each
+/// cell) is printed.
+pub fn checked(req: &Request, what: &Path) -> Result<Swept, ExitCode> {
     with_cells_checked(resolve_sweep(req), what)
 }
 
 /// [`checked`] for `show`: what the engine cannot train is a warning there.
-pub fn checked_for_show(req: &Request, what: &Path) -> Result<Option<SweepPlan>, ExitCode> {
+pub fn checked_for_show(req: &Request, what: &Path) -> Result<Swept, ExitCode> {
     with_cells_checked(crate::config::loader::resolve_sweep_for_show(req), what)
 }
 
 fn with_cells_checked(
-    plan: Result<Option<SweepPlan>, crate::config::Diagnostics>,
+    plan: Result<Swept, crate::config::Diagnostics>,
     what: &Path,
-) -> Result<Option<SweepPlan>, ExitCode> {
+) -> Result<Swept, ExitCode> {
     let plan = match plan {
-        Ok(p) => p,
+        Ok(Swept::Sweep(p)) => p,
+        Ok(one) => return Ok(one),
         Err(d) => return Err(report(&d, what)),
     };
-    let Some(plan) = plan else { return Ok(None) };
     let mut bad = 0;
     for (cell, r) in plan.sweep.cells.iter().zip(&plan.cells) {
         if let Err(d) = r {
@@ -59,24 +60,33 @@ fn with_cells_checked(
         );
         return Err(ExitCode::from(EXIT_CONFIG));
     }
-    Ok(Some(plan))
+    Ok(Swept::Sweep(plan))
+}
+
+/// An experiment ready to launch: one run, or a sweep resolved into its directory.
+pub enum Planned {
+    One(crate::config::Resolved),
+    Sweep(Box<Request>, SweepPlan, PathBuf),
 }
 
 /// The sweep of `config`'s experiment resolved into its directory (with `{timestamp}`
 /// filled once, so that every cell, and every later run of the sweep given this directory,
 /// works in the same place); the request its cells are resolved from.
-pub fn planned(config: &ConfigArgs) -> Result<Option<(Request, SweepPlan, PathBuf)>, ExitCode> {
+pub fn planned(config: &ConfigArgs) -> Result<Planned, ExitCode> {
     let mut req = config.request();
-    let Some(plan) = checked(&req, &config.experiment)? else {
-        return Ok(None);
+    let plan = match checked(&req, &config.experiment)? {
+        Swept::Sweep(plan) => plan,
+        Swept::One(resolved) => return Ok(Planned::One(resolved)),
     };
     let dir = rundir::run_dir_path(&plan.base, chrono::Utc::now());
     if dir.display().to_string() == plan.base.derived.output_dir {
-        return Ok(Some((req, plan, dir)));
+        return Ok(Planned::Sweep(Box::new(req), plan, dir));
     }
     req.output_dir = Some(dir.display().to_string());
-    let plan = checked(&req, &config.experiment)?.expect("the sweep was there a moment ago");
-    Ok(Some((req, plan, dir)))
+    match checked(&req, &config.experiment)? {
+        Swept::Sweep(plan) => Ok(Planned::Sweep(Box::new(req), plan, dir)),
+        Swept::One(_) => unreachable!("the sweep was there a moment ago"),
+    }
 }
 
 /// Says which cells a sweep leaves alone and why.
@@ -102,8 +112,8 @@ pub fn warn_skipped(judged: &[sweep::Judged]) {
 pub fn sweep(args: &SweepArgs, log_format: LogFormat) -> Result<ExitCode> {
     let config = &args.config;
     let (req, plan, dir) = match planned(config) {
-        Ok(Some(p)) => p,
-        Ok(None) => {
+        Ok(Planned::Sweep(req, plan, dir)) => (*req, plan, dir),
+        Ok(Planned::One(_)) => {
             return Ok(refuse(&format!(
                 "`{}` has no sweep: add a `sweep:` section (`grid`, `zip`, `seeds`) or give \
                  `-m KEY=V1,V2,…`",

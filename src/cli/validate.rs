@@ -21,7 +21,10 @@ pub fn validate(config: &ConfigArgs, strict: bool) -> Result<ExitCode> {
     }
     let sweep = if resolved.experiment.sweep.is_some() || !config.multirun.is_empty() {
         match super::sweep::checked(&config.request(), &config.experiment) {
-            Ok(plan) => plan.map(|p| format!("; {}", super::sweep::summary_line(&p))),
+            Ok(crate::config::loader::Swept::Sweep(p)) => {
+                Some(format!("; {}", super::sweep::summary_line(&p)))
+            }
+            Ok(_) => None,
             Err(code) => return Ok(code),
         }
     } else {

@@ -141,32 +141,38 @@ pub struct SweepPlan {
     pub cells: Vec<Result<Resolved, Diagnostics>>,
 }
 
+/// What an experiment resolves to: one run, or a sweep of them.
+pub enum Swept {
+    One(Resolved),
+    Sweep(SweepPlan),
+}
+
 /// The sweep of `req`'s experiment (its `sweep:` section and `req.multirun`) with every cell
-/// resolved, or `None` when it has no sweep. An error in the experiment itself or in the
-/// sweep's description is `Err`; a cell's own errors stay with that cell.
-pub fn resolve_sweep(req: &Request) -> Result<Option<SweepPlan>, Diagnostics> {
+/// resolved, or the experiment alone when it has no sweep. An error in the experiment itself
+/// or in the sweep's description is `Err`; a cell's own errors stay with that cell.
+pub fn resolve_sweep(req: &Request) -> Result<Swept, Diagnostics> {
     sweep_with(req, Refusals::Errors)
 }
 
 /// [`resolve_sweep`] for `runner show`: what the engine cannot train is a warning.
-pub fn resolve_sweep_for_show(req: &Request) -> Result<Option<SweepPlan>, Diagnostics> {
+pub fn resolve_sweep_for_show(req: &Request) -> Result<Swept, Diagnostics> {
     sweep_with(req, Refusals::Warnings)
 }
 
-fn sweep_with(req: &Request, refusals: Refusals) -> Result<Option<SweepPlan>, Diagnostics> {
+fn sweep_with(req: &Request, refusals: Refusals) -> Result<Swept, Diagnostics> {
     let file = Layer::read_file(&req.experiment, FileRole::Experiment)?;
     let base = resolve_layer(req, file.clone(), refusals, None)?;
     let Some(sweep) =
         sweep::expand(&base.experiment, &base.layers, &req.multirun).map_err(Diagnostics)?
     else {
-        return Ok(None);
+        return Ok(Swept::One(base));
     };
     let cells = sweep
         .cells
         .iter()
         .map(|cell| resolve_cell(req, file.clone(), &base, cell, refusals))
         .collect();
-    Ok(Some(SweepPlan { base, sweep, cells }))
+    Ok(Swept::Sweep(SweepPlan { base, sweep, cells }))
 }
 
 fn resolve_selected(
