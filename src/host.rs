@@ -39,6 +39,26 @@ pub fn is_alive(pid: u32, started: Option<u64>) -> bool {
     }
 }
 
+/// This process's resident memory now, in bytes (`/proc/self/statm`; `None` off Linux).
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+/// The most resident memory this process has held, in bytes (its high-water mark).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return None;
+    }
+    // Linux reports kilobytes.
+    u64::try_from(usage.ru_maxrss).ok().map(|kb| kb * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,11 +3,15 @@
 //! the model only to count its parameters, and trains nothing.
 //!
 //! What it knows: the steps (per epoch, in all, warmup), how many evaluations and checkpoints
-//! training will make, the samples, the exact parameter count, the memory of the model states
-//! per rank (fp32 weights, gradients, AdamW's two moments, and under bf16/fp16 the compute
-//! copy and its gradients), the disk the checkpoints and final weights take against the free
-//! space where they go, and the learning rate at every step. What it does not estimate yet:
-//! activation memory, FLOPs and time (issue 19's remaining work); the report says so.
+//! training will make, the samples and their tokens / pixels, the exact parameter count and the
+//! FLOPs of a step (counted from the model's shapes: `jobs::cost`), the memory per rank (fp32
+//! weights, gradients, AdamW's two moments, under bf16/fp16 the compute copy and its
+//! gradients, the activations kept for backward with and without gradient checkpointing, an
+//! evaluation batch, the loader's prefetched batches) against the device's memory (the device
+//! table, `config::devices`, or this machine's RAM on a CPU) with advice when it does not fit,
+//! the disk the checkpoints and final weights take against the free space where they go, a
+//! time estimate from the FLOPs at a stated share of the device's peak, and the learning rate
+//! at every step. It does not time real steps (`--measure` is not built yet).
 
 use std::path::Path;
 
@@ -15,8 +19,10 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::config::Resolved;
-use crate::config::types::{Dtype, Strategy};
+use crate::config::devices::{self, DeviceSpec};
+use crate::config::types::{Device, Dtype, Experiment, Strategy};
 use crate::error::fail;
+use crate::jobs::cost::SampleCost;
 
 /// Free bytes to assume where the run directory goes, instead of asking the filesystem
 /// (for tests of the disk warning).
@@ -27,12 +33,43 @@ pub struct Plan {
     pub summary: String,
     pub steps: StepsPlan,
     pub parameters: u64,
+    pub work: Work,
     pub memory_per_rank: Memory,
     pub disk: Disk,
+    /// `None` on a device without a peak figure (a CPU, or no `hardware.device_model`).
+    pub time: Option<TimeEstimate>,
     pub lr: LrCurve,
     /// What the plan does not estimate yet.
     pub not_estimated: Vec<&'static str>,
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Work {
+    /// What a sample is made of (`tokens`, `pixels`) and how many: for text, at the longest
+    /// training sequence, since a batch is padded to its longest.
+    pub unit: &'static str,
+    pub units_per_sample: f64,
+    pub units_per_step: f64,
+    pub units_per_run: f64,
+    pub forward_flops_per_sample: f64,
+    /// Forward, backward (twice the forward) and any recomputation, for the global batch.
+    pub flops_per_step: f64,
+    pub flops_per_run: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimeEstimate {
+    pub device: String,
+    pub peak_tflops: f64,
+    /// The share of the peak assumed (model FLOPs utilisation).
+    pub utilisation: f64,
+    pub step_seconds: f64,
+    pub run_seconds: f64,
+}
+
+/// The model FLOPs utilisation the time estimate assumes: what well-tuned data-parallel
+/// training of mid-sized models reaches on current GPUs (PaLM's paper reports 46% at scale).
+pub const ASSUMED_UTILISATION: f64 = 0.4;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepsPlan {
@@ -56,6 +93,28 @@ pub struct Memory {
     /// bf16/fp16: the low-precision copy of the weights and its gradients.
     pub compute_copy: u64,
     pub model_states: u64,
+    /// Kept for backward at `train.per_device_batch_size`, as configured.
+    pub activations: u64,
+    pub activations_without_checkpointing: u64,
+    pub activations_with_checkpointing: u64,
+    /// An evaluation's forward pass at `eval.per_device_batch_size` (not at the same time as
+    /// training's activations).
+    pub eval_batch: u64,
+    /// The loader's prefetched micro-batches (host memory; counted in the total on a CPU).
+    pub loader_prefetch: u64,
+    pub total: u64,
+    /// What the total is held against.
+    pub device: Option<DeviceMemory>,
+    pub fits: Option<bool>,
+    /// When it does not fit: changes that keep the global batch, each with its total.
+    pub advice: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceMemory {
+    pub name: String,
+    pub bytes: u64,
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,7 +150,8 @@ pub fn plan(resolved: &Resolved) -> Result<Plan> {
     let steps = d
         .steps(exp, job.train_len())
         .map_err(|h| fail(h.message, h.help))?;
-    let params = job.num_params()? as u64;
+    let params = job.num_params();
+    let cost = job.cost();
 
     // The trainer's decisions, step by step (evaluate / checkpoint when due, and at the end).
     let (mut evals, mut ckpts) = (0u64, 0u64);
@@ -125,17 +185,7 @@ pub fn plan(resolved: &Resolved) -> Result<Plan> {
     let kept = if keep == 0 { ckpts } else { ckpts.min(keep) };
 
     let fp32 = 4 * params;
-    let low = match exp.precision.dtype {
-        Dtype::Fp32 => 0,
-        Dtype::Bf16 | Dtype::Fp16 => 2 * 2 * params,
-    };
-    let memory = Memory {
-        parameters: fp32,
-        gradients: fp32,
-        optimizer_state: 2 * fp32,
-        compute_copy: low,
-        model_states: 4 * fp32 + low,
-    };
+    let memory = memory(resolved, &cost, params);
     // A checkpoint: the weights and AdamW's two moments, in fp32.
     let checkpoint_bytes = 3 * fp32;
     let best = u64::from(
@@ -177,6 +227,33 @@ pub fn plan(resolved: &Resolved) -> Result<Plan> {
     };
     let global = d.global_batch_size;
     let done = steps.total_steps - steps.first_step;
+    let recompute = if exp.train.gradient_checkpointing {
+        cost.recompute_flops
+    } else {
+        0.0
+    };
+    let per_sample = 3.0 * cost.forward_flops + recompute;
+    let work = Work {
+        unit: cost.unit,
+        units_per_sample: cost.units,
+        units_per_step: cost.units * global as f64,
+        units_per_run: cost.units * (global * done) as f64,
+        forward_flops_per_sample: cost.forward_flops,
+        flops_per_step: per_sample * global as f64,
+        flops_per_run: per_sample * (global * done) as f64,
+    };
+    let time = device_spec(exp).and_then(|spec| {
+        let peak = spec.peak_tflops(exp.precision.dtype)?;
+        let ranks = crate::config::capability::world_size(&exp.hardware).max(1) as f64;
+        let step_seconds = work.flops_per_step / ranks / (peak * 1e12 * ASSUMED_UTILISATION);
+        Some(TimeEstimate {
+            device: spec.name.into(),
+            peak_tflops: peak,
+            utilisation: ASSUMED_UTILISATION,
+            step_seconds,
+            run_seconds: step_seconds * done as f64,
+        })
+    });
     Ok(Plan {
         summary: crate::run::summary(resolved),
         steps: StepsPlan {
@@ -192,11 +269,128 @@ pub fn plan(resolved: &Resolved) -> Result<Plan> {
             checkpoints_kept: kept,
         },
         parameters: params,
+        work,
         memory_per_rank: memory,
         disk,
+        time,
         lr,
-        not_estimated: vec!["activation memory", "FLOPs", "time"],
+        not_estimated: vec!["time measured on this machine (--measure)"],
     })
+}
+
+/// The device table's row for the profile's device, if it names one.
+fn device_spec(exp: &Experiment) -> Option<DeviceSpec> {
+    (exp.hardware.device != Device::Cpu)
+        .then_some(exp.hardware.device_model)
+        .flatten()
+        .map(devices::spec)
+}
+
+/// Memory per rank for the configured batch, precision and checkpointing, with advice when it
+/// does not fit the device.
+fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
+    let exp = &resolved.experiment;
+    let batch = u64::from(exp.train.per_device_batch_size);
+    let accum = u64::from(resolved.derived.grad_accum_steps);
+    let eval_batch = resolved.derived.eval_per_device_batch_size;
+    let on_cpu = exp.hardware.device == Device::Cpu;
+    let device = if on_cpu {
+        devices::host_memory().map(|bytes| DeviceMemory {
+            name: "this machine's RAM".into(),
+            bytes,
+            source: "/proc/meminfo".into(),
+        })
+    } else {
+        device_spec(exp).map(|spec| DeviceMemory {
+            name: spec.name.into(),
+            bytes: spec.memory,
+            source: spec.source.into(),
+        })
+    };
+    let workers = u64::from(exp.loader.num_workers);
+    let prefetched = (workers * u64::from(exp.loader.prefetch_factor)).max(1);
+    let loader_prefetch = (cost.input_bytes * (prefetched * batch) as f64) as u64;
+    // The total for a batch, precision and checkpointing (what the advice varies).
+    let total = |batch: u64, dtype: Dtype, checkpointing: bool| {
+        let width = if dtype == Dtype::Fp32 { 4.0 } else { 2.0 };
+        let kept = if checkpointing {
+            cost.activations_checkpointed
+        } else {
+            cost.activations
+        };
+        let fp32 = 4 * params;
+        let low = if dtype == Dtype::Fp32 { 0 } else { 4 * params };
+        let activations = (kept * width * batch as f64) as u64;
+        let eval = (cost.inference * 4.0 * eval_batch as f64) as u64;
+        let host = if on_cpu { loader_prefetch } else { 0 };
+        (
+            4 * fp32 + low,
+            activations,
+            eval,
+            4 * fp32 + low + activations.max(eval) + host,
+        )
+    };
+    let dtype = exp.precision.dtype;
+    let ckpt = exp.train.gradient_checkpointing;
+    let (model_states, activations, eval, sum) = total(batch, dtype, ckpt);
+    let width = if dtype == Dtype::Fp32 { 4.0 } else { 2.0 };
+    let fits = device.as_ref().map(|d| sum <= d.bytes);
+    let mut advice = Vec::new();
+    if let (Some(false), Some(dev)) = (fits, &device) {
+        let fits_in = |t: u64| if t <= dev.bytes { "fits" } else { "still over" };
+        let mut smaller = batch / 2;
+        while smaller >= 1 {
+            if batch.is_multiple_of(smaller) {
+                let t = total(smaller, dtype, ckpt).3;
+                if t <= dev.bytes || smaller == 1 {
+                    advice.push(format!(
+                        "train.per_device_batch_size={smaller} with train.grad_accum_steps={} \
+                         (the same global batch): {} ({})",
+                        accum * batch / smaller,
+                        bytes(t),
+                        fits_in(t)
+                    ));
+                    break;
+                }
+            }
+            smaller /= 2;
+        }
+        if !ckpt {
+            let t = total(batch, dtype, true).3;
+            advice.push(format!(
+                "train.gradient_checkpointing=true: {} ({})",
+                bytes(t),
+                fits_in(t)
+            ));
+        }
+        let bf16 = device_spec(exp).is_some_and(|s| s.bf16_tflops.is_some());
+        if dtype == Dtype::Fp32 && bf16 {
+            let t = total(batch, Dtype::Bf16, ckpt).3;
+            advice.push(format!(
+                "precision.dtype=bf16: {} ({})",
+                bytes(t),
+                fits_in(t)
+            ));
+        }
+    }
+    let fp32 = 4 * params;
+    Memory {
+        parameters: fp32,
+        gradients: fp32,
+        optimizer_state: 2 * fp32,
+        compute_copy: model_states - 4 * fp32,
+        model_states,
+        activations,
+        activations_without_checkpointing: (cost.activations * width * batch as f64) as u64,
+        activations_with_checkpointing: (cost.activations_checkpointed * width * batch as f64)
+            as u64,
+        eval_batch: eval,
+        loader_prefetch,
+        total: sum,
+        device,
+        fits,
+        advice,
+    }
 }
 
 fn sparkline(values: &[f64]) -> String {

@@ -62,9 +62,38 @@ fn text(p: &plan::Plan) -> String {
         "work       {} samples/step, {} samples; {} evaluations, {} checkpoints ({} kept)\n",
         s.global_batch_size, s.samples, s.evaluations, s.checkpoints_written, s.checkpoints_kept
     );
-    out += &format!("parameters {}\n", p.parameters);
+    let w = &p.work;
     out += &format!(
-        "memory     {} per rank in model states: weights {}, gradients {}, AdamW {}{}\n",
+        "model      {} parameters; {}/step ({} forward per sample of {:.0} {}), {} in all\n",
+        p.parameters,
+        flops(w.flops_per_step),
+        flops(w.forward_flops_per_sample),
+        w.units_per_sample,
+        w.unit,
+        flops(w.flops_per_run)
+    );
+    let ckpt = if m.activations == m.activations_with_checkpointing
+        && m.activations != m.activations_without_checkpointing
+    {
+        format!(
+            " (gradient checkpointing; {} without)",
+            bytes(m.activations_without_checkpointing)
+        )
+    } else {
+        format!(
+            " ({} with gradient checkpointing)",
+            bytes(m.activations_with_checkpointing)
+        )
+    };
+    out += &format!(
+        "memory     {} per rank{}: model states {} (weights {}, gradients {}, AdamW {}{}), \
+         activations {}{ckpt}, eval batch {}{}\n",
+        bytes(m.total),
+        match (&m.device, m.fits) {
+            (Some(d), Some(true)) => format!(" of {} ({})", bytes(d.bytes), d.name),
+            (Some(_), _) => String::new(),
+            _ => " (no device memory to hold it against: set hardware.device_model)".into(),
+        },
         bytes(m.model_states),
         bytes(m.parameters),
         bytes(m.gradients),
@@ -73,8 +102,27 @@ fn text(p: &plan::Plan) -> String {
             format!(", low-precision copy {}", bytes(m.compute_copy))
         } else {
             String::new()
-        }
+        },
+        bytes(m.activations),
+        bytes(m.eval_batch),
+        if m.loader_prefetch > 0 {
+            format!(", loader prefetch {}", bytes(m.loader_prefetch))
+        } else {
+            String::new()
+        },
     );
+    if let (Some(d), Some(false)) = (&m.device, m.fits) {
+        out += &format!(
+            "           WARNING: {} more than the {} of {}: it will run out of memory. Each \
+             of these keeps the global batch:\n",
+            bytes(m.total - d.bytes),
+            bytes(d.bytes),
+            d.name
+        );
+    }
+    for line in &m.advice {
+        out += &format!("           {line}\n");
+    }
     out += &format!(
         "disk       {}: {} checkpoint(s) of {}, final weights {}{}{}\n",
         bytes(d.total),
@@ -96,6 +144,42 @@ fn text(p: &plan::Plan) -> String {
         "lr         {} (peak {:.3e}, {:.3e} → {:.3e})\n",
         p.lr.sparkline, p.lr.peak, p.lr.first, p.lr.last
     );
+    match &p.time {
+        Some(t) => {
+            out += &format!(
+                "time       an estimate: {:.3} s/step, {} for the run, at {:.0}% of {}'s {} \
+                 TFLOP/s\n",
+                t.step_seconds,
+                duration(t.run_seconds),
+                t.utilisation * 100.0,
+                t.device,
+                t.peak_tflops
+            )
+        }
+        None => out += "time       not estimated: no peak throughput for this device\n",
+    }
     out += &format!("not estimated yet: {}\n", p.not_estimated.join(", "));
     out
+}
+
+/// FLOPs as people read them (`1.2 TFLOP`).
+fn flops(n: f64) -> String {
+    const UNITS: [&str; 6] = ["", "k", "M", "G", "T", "P"];
+    let mut v = n;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    format!("{v:.1} {}FLOP", UNITS[u])
+}
+
+/// Seconds as hours and minutes.
+fn duration(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
 }

@@ -43,7 +43,6 @@ pub struct Query {
     pub dist_backend: Option<DistBackend>,
     pub job: JobKind,
     pub auto_find_batch_size: bool,
-    pub gradient_checkpointing: bool,
 }
 
 impl Query {
@@ -53,7 +52,6 @@ impl Query {
             dtype: exp.precision.dtype,
             job: exp.job,
             auto_find_batch_size: exp.train.auto_find_batch_size,
-            gradient_checkpointing: exp.train.gradient_checkpointing,
             ..Query::hardware(hw)
         }
     }
@@ -71,7 +69,6 @@ impl Query {
             dist_backend: (world_size(hw) > 1).then(|| default_dist_backend(hw)),
             job: JobKind::Mae,
             auto_find_batch_size: false,
-            gradient_checkpointing: false,
         }
     }
 
@@ -264,21 +261,6 @@ const ENGINE: &[EngineRow] = &[
                 .into()
         },
         fix: |_| "set it to false and choose train.per_device_batch_size".into(),
-    },
-    EngineRow {
-        key: "train.gradient_checkpointing",
-        code: "unsupported",
-        when: |q| q.gradient_checkpointing,
-        why: |_| {
-            "train.gradient_checkpointing is not implemented by runner's engine yet (burn \
-             keeps every activation for the backward pass)"
-                .into()
-        },
-        fix: |_| {
-            "set it to false, or lower train.per_device_batch_size and raise \
-             train.grad_accum_steps to save memory"
-                .into()
-        },
     },
 ];
 
@@ -517,16 +499,8 @@ mod tests {
     fn engine_rows_need_no_facts() {
         let mut q = Query::hardware(&hw(Backend::Flex, Device::Cuda(None), 1));
         q.dtype = Dtype::Bf16;
-        q.gradient_checkpointing = true;
         let keys: Vec<&str> = engine(&q).iter().map(|r| r.key).collect();
-        assert_eq!(
-            keys,
-            [
-                "hardware.device",
-                "precision.dtype",
-                "train.gradient_checkpointing"
-            ]
-        );
+        assert_eq!(keys, ["hardware.device", "precision.dtype"]);
         // bf16 on libtorch is refused on a CPU, not on CUDA.
         let mut cuda = Query::hardware(&hw(Backend::Tch, Device::Cuda(None), 1));
         cuda.dtype = Dtype::Bf16;

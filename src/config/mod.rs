@@ -9,6 +9,7 @@ pub mod arch;
 pub mod capability;
 pub mod chain;
 pub mod derived;
+pub mod devices;
 pub mod diagnostic;
 pub mod edits;
 pub mod interpolate;

@@ -2,6 +2,7 @@
 //! maps `job:` to its implementation.
 
 pub mod causal_vae;
+pub mod cost;
 pub mod mae;
 pub mod text;
 
@@ -128,17 +129,23 @@ impl Ready {
         }
     }
 
-    /// Parameters of the model this job trains, counted on the built model (burn's lazy
-    /// parameters are not initialised to be counted).
-    pub fn num_params(&self) -> Result<usize> {
-        use crate::train::job::Job;
-        use burn::module::Module as _;
-        let device = crate::train::backend::init_device();
-        Ok(match self {
-            Ready::Mae(job) => job.init_model(&device)?.num_params(),
-            Ready::Text(job) => job.init_model(&device)?.num_params(),
-            Ready::CausalVae(job) => job.init_model(&device)?.num_params(),
-        })
+    /// Parameters of the model this job trains, counted from its sizes (equal to the built
+    /// model's count: each model's tests check it), without building it.
+    pub fn num_params(&self) -> u64 {
+        match self {
+            Ready::Mae(job) => job.num_params(),
+            Ready::Text(job) => job.num_params(),
+            Ready::CausalVae(job) => job.cost().1,
+        }
+    }
+
+    /// What one training sample costs the model (`jobs::cost`).
+    pub fn cost(&self) -> cost::SampleCost {
+        match self {
+            Ready::Mae(job) => job.cost(),
+            Ready::Text(job) => job.cost(),
+            Ready::CausalVae(job) => job.cost().0,
+        }
     }
 
     pub fn train(self, settings: &Settings, device: &Device) -> Result<Summary> {

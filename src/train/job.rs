@@ -12,6 +12,8 @@ use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
+use super::recompute::{Boundary, Stages};
+
 /// Named scalar metrics of one held-out set, e.g. `("accuracy", 0.81)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalSet {
@@ -57,6 +59,18 @@ pub trait Job: Send + Sync + 'static {
 
     /// Mean loss over the batch, `[1]`, with autodiff when the model is in training mode.
     fn loss(&self, model: &Self::Model, batch: Self::Batch, device: &Device) -> Result<Tensor<1>>;
+
+    /// The tensor that passes between the stages of [`Job::stages`].
+    type Boundary: Boundary;
+
+    /// [`Job::loss`] cut into stages at its blocks, for `train.gradient_checkpointing`: the same
+    /// computation, whose blocks the trainer runs again during backward instead of keeping
+    /// their activations (`train::recompute`).
+    fn stages<'a>(
+        &'a self,
+        batch: Self::Batch,
+        device: &Device,
+    ) -> Result<Stages<'a, Self::Model, Self::Boundary>>;
 
     /// The held-out sets evaluations cover (none: the job is only trained).
     fn held_out(&self) -> Vec<HeldOut>;

@@ -14,6 +14,7 @@ pub mod optim;
 pub mod params;
 pub mod precision;
 pub mod progress;
+pub mod recompute;
 pub mod schedule;
 pub mod seed;
 pub mod tensorboard;

@@ -43,7 +43,7 @@ use super::metrics::{Metrics, TrainRecord};
 use super::precision::{LossScale, Precision, Verdict};
 use super::progress::Progress;
 use super::schedule::{DEFAULT_WSD_DECAY_FRACTION, Schedule};
-use super::seed::{epoch_seed, rank_step_seed};
+use super::seed::{epoch_seed, mix, rank_step_seed};
 use super::{backend, clip, optim, params};
 use crate::config::derived::{Derived, Steps};
 use crate::config::types::{Experiment, Strategy};
@@ -110,6 +110,19 @@ pub struct Summary {
     /// Why training stopped before its last step (early stopping).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
+    /// This process's resident memory (Linux): what `runner plan`'s estimate is checked
+    /// against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryUse>,
+}
+
+/// `summary.json`'s `memory`, in bytes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MemoryUse {
+    /// Resident when the first step began (weights, data, the process).
+    pub rss_at_first_step: u64,
+    /// The process's high-water mark at the end of training.
+    pub peak_rss: u64,
 }
 
 /// `summary.json`'s `best`.
@@ -221,6 +234,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
     let eval_batch = s.derived.eval_per_device_batch_size as usize;
     let log_every = u64::from(exp.train.log_every_steps);
     let clip_norm = exp.train.clip_grad_norm;
+    let recompute = exp.train.gradient_checkpointing;
 
     let at = StateOf {
         exp,
@@ -270,6 +284,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         judge(&mut tracker, &sets, step, &model, s.run_dir, main)?;
         last_eval = Some((step, sets));
     }
+    let rss_at_first_step = crate::host::rss_bytes();
     let segment_start = Instant::now();
     let seconds_before = train_seconds;
     let start_step = step;
@@ -304,20 +319,33 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
             let mut loss_value = 0.0f64;
             let compute = precision.compute_model(&model);
             let loss_multiplier = precision.loss_multiplier();
-            for _ in group {
+            for micro in 0..group.len() {
                 let batch = loader.next().context("the loader ended early")??;
                 let share = J::batch_len(&batch) as f64 / step_samples as f64;
-                let loss = job
-                    .loss(&compute, batch, device)?
-                    .cast(FloatDType::F32)
-                    .mul_scalar(share);
-                loss_value += f64::from(loss.clone().into_scalar::<f32>());
-                let loss = if loss_multiplier == 1.0 {
-                    loss
+                let grads = if recompute {
+                    // Block by block, reseeded per stage from this micro-batch's seed.
+                    let seed = mix(rank_step_seed(exp.seed, step, rank), micro as u64);
+                    let stepped = job.stages(batch, device)?.checkpointed(
+                        &compute,
+                        share * loss_multiplier,
+                        seed,
+                        device,
+                    )?;
+                    loss_value += share * stepped.loss;
+                    stepped.grads
                 } else {
-                    loss.mul_scalar(loss_multiplier)
+                    let loss = job
+                        .loss(&compute, batch, device)?
+                        .cast(FloatDType::F32)
+                        .mul_scalar(share);
+                    loss_value += f64::from(loss.clone().into_scalar::<f32>());
+                    let loss = if loss_multiplier == 1.0 {
+                        loss
+                    } else {
+                        loss.mul_scalar(loss_multiplier)
+                    };
+                    GradientsParams::from_grads(loss.backward(), &compute)
                 };
-                let grads = GradientsParams::from_grads(loss.backward(), &compute);
                 accumulator.accumulate(&model, precision.master_grads(&model, grads));
             }
             drop(compute);
@@ -523,6 +551,12 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
             })
         }),
         stopped_early,
+        memory: rss_at_first_step.zip(crate::host::peak_rss_bytes()).map(
+            |(rss_at_first_step, peak_rss)| MemoryUse {
+                rss_at_first_step,
+                peak_rss,
+            },
+        ),
     };
     if main && ended == Ended::Completed {
         crate::durable::write(

@@ -137,7 +137,7 @@ fn mnli_with_8xa100_derives_the_data_parallel_batch() {
     assert_eq!(config["hardware"]["backend"], "tch");
     assert_eq!(
         sources["hardware.nproc_per_node"],
-        "profile 8xA100 (presets/8xA100.toml:10:1)"
+        "profile 8xA100 (presets/8xA100.toml:11:1)"
     );
 }
 

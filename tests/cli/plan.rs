@@ -59,8 +59,80 @@ fn the_plan_is_what_the_trainer_then_does() {
     assert_eq!(p["parameters"].as_f64().unwrap() * 4.0, planned);
     assert_eq!(
         p["not_estimated"],
-        serde_json::json!(["activation memory", "FLOPs", "time"])
+        serde_json::json!(["time measured on this machine (--measure)"])
     );
+    // The memory's parts add up; on a CPU the total is held against this machine's RAM, and
+    // no time is estimated (no peak figure).
+    let m = &p["memory_per_rank"];
+    let n = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k}: {m}"));
+    assert_eq!(
+        n("total"),
+        n("model_states") + n("activations").max(n("eval_batch")) + n("loader_prefetch")
+    );
+    assert!(n("activations_with_checkpointing") < n("activations_without_checkpointing"));
+    assert_eq!(n("activations"), n("activations_without_checkpointing"));
+    assert_eq!(m["device"]["name"], "this machine's RAM");
+    assert_eq!(m["fits"], true);
+    assert!(p["time"].is_null());
+    let w = &p["work"];
+    assert_eq!(w["unit"], "tokens");
+    assert!(
+        w["flops_per_step"].as_f64().unwrap()
+            > 3.0 * w["forward_flops_per_sample"].as_f64().unwrap()
+    );
+}
+
+#[test]
+fn a_batch_that_does_not_fit_gets_advice_that_keeps_the_global_batch() {
+    // bert-base at batch 4096 on one RTX 3090 (24 GB) in fp16 (more than the tiny set holds:
+    // one short epoch).
+    let out = stdout(runner().args([
+        "plan",
+        "experiments/mnli-tiny.yaml",
+        "--profile",
+        "1xRTX3090",
+        "model.arch=bert-base",
+        "train.per_device_batch_size=4096",
+        "loader.drop_last=false",
+    ]));
+    assert!(
+        out.contains("more than the 24.0 GiB of RTX 3090 24 GB: it will run out of memory"),
+        "{out}"
+    );
+    assert!(out.contains("train.gradient_checkpointing=true: "), "{out}");
+    assert!(
+        out.contains("with train.grad_accum_steps=") && out.contains("(the same global batch)"),
+        "{out}"
+    );
+    // On a GPU of the device table, time is estimated from its peak.
+    assert!(
+        out.contains("s/step") && out.contains("of RTX 3090 24 GB's 71 TFLOP/s"),
+        "{out}"
+    );
+    // Checkpointing makes it fit; the JSON says so, and the time grows by the recomputation.
+    let json = |extra: &[&str]| -> Json {
+        let mut cmd = runner();
+        cmd.args(["plan", "experiments/mnli-tiny.yaml", "--format", "json"])
+            .args(["--profile", "1xRTX3090", "model.arch=bert-base"])
+            .args([
+                "train.per_device_batch_size=4096",
+                "train.grad_accum_steps=1",
+            ])
+            .arg("loader.drop_last=false")
+            .args(extra);
+        serde_json::from_str(&stdout(&mut cmd)).unwrap()
+    };
+    let (plain, ckpt) = (json(&[]), json(&["train.gradient_checkpointing=true"]));
+    assert_eq!(plain["memory_per_rank"]["fits"], false);
+    assert!(
+        !plain["memory_per_rank"]["advice"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ckpt["memory_per_rank"]["advice"], serde_json::json!([]));
+    let secs = |p: &Json| p["time"]["step_seconds"].as_f64().unwrap();
+    assert!(secs(&ckpt) > secs(&plain));
 }
 
 #[test]

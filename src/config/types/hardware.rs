@@ -114,6 +114,46 @@ impl DistBackend {
     }
 }
 
+/// The accelerator model a profile trains on: what `runner plan` takes its memory and peak
+/// throughput from (`config::devices`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+// Named as files spell them (`a100_80gb`): the digits would run together in CamelCase.
+#[allow(non_camel_case_types)]
+pub enum DeviceModel {
+    /// NVIDIA A100 SXM, 40 GB.
+    A100_40gb,
+    /// NVIDIA A100 SXM, 80 GB.
+    A100_80gb,
+    /// NVIDIA H100 SXM, 80 GB.
+    H100_80gb,
+    /// NVIDIA H200 SXM, 141 GB.
+    H200,
+    /// NVIDIA GeForce RTX 3090, 24 GB.
+    Rtx_3090,
+    /// Google TPU v4, 32 GiB per chip.
+    Tpu_v4,
+}
+
+impl DeviceModel {
+    /// The name used in files.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// Backend, device and process layout (torchrun / Megatron distributed arguments).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -123,6 +163,9 @@ pub struct HardwareConfig {
     pub backend: Backend,
     /// `cpu`, `cuda`, `cuda:N`, `mps` or `tpu` (MAE `--device`).
     pub device: Device,
+    /// Which accelerator `device` is, for `runner plan`'s memory and time estimates
+    /// (`a100_80gb`, `h100_80gb`, …); unset on a CPU, where plan reads this machine's RAM.
+    pub device_model: Option<DeviceModel>,
     /// Machines taking part (`--nnodes`).
     #[schemars(range(min = 1))]
     pub nnodes: u32,
@@ -159,6 +202,7 @@ impl Default for HardwareConfig {
         HardwareConfig {
             backend: Backend::Flex,
             device: Device::Cpu,
+            device_model: None,
             nnodes: 1,
             nproc_per_node: 1,
             node_rank: 0,

@@ -73,7 +73,9 @@ pub struct TrainConfig {
     /// On an out-of-memory error, halve `per_device_batch_size` and double
     /// `grad_accum_steps` (same global batch) and retry (HF `auto_find_batch_size`).
     pub auto_find_batch_size: bool,
-    /// Recompute activations in the backward pass to save memory (HF `gradient_checkpointing`).
+    /// Recompute activations in the backward pass to save memory (HF `gradient_checkpointing`):
+    /// only each block's input is kept (a transformer layer, a ResNet block), and the blocks
+    /// run again during backward, one at a time: about a third more compute per step.
     pub gradient_checkpointing: bool,
     /// Optimizer steps between two log lines / metrics records.
     #[schemars(range(min = 1))]

@@ -21,8 +21,10 @@ use super::preview::{self, Pair};
 use super::video::{self, VideoReader, Window};
 use super::weights;
 use crate::config::types::{CausalVaeData, CausalVaeModel, ReconstructionLoss};
+use crate::jobs::cost::SampleCost;
 use crate::jobs::{Skipped, spread};
 use crate::train::job::{HeldOut, Job};
+use crate::train::recompute::Stages;
 use crate::train::seed::mix;
 
 pub struct CausalVaeJob {
@@ -244,6 +246,13 @@ pub fn psnr(x: &[f32], recon: &[f32], clip_len: usize) -> Vec<f64> {
         .collect()
 }
 
+impl CausalVaeJob {
+    /// One clip, and the parameters: what `runner plan` counts.
+    pub fn cost(&self) -> (SampleCost, u64) {
+        self.shape.cost(self.frames, self.size)
+    }
+}
+
 impl Job for CausalVaeJob {
     type Model = CausalVae;
     type Batch = VaeBatch;
@@ -318,6 +327,25 @@ impl Job for CausalVaeJob {
         let [c, t, h, w] = self.latent_dims();
         let eps = Tensor::from_data(TensorData::new(batch.noise, [batch.n, c, t, h, w]), device);
         Ok(model.loss(x, eps, self.kl_weight, self.reconstruction))
+    }
+
+    type Boundary = Tensor<5>;
+
+    fn stages<'a>(
+        &'a self,
+        batch: VaeBatch,
+        device: &Device,
+    ) -> Result<Stages<'a, CausalVae, Tensor<5>>> {
+        let x = self.clips(batch.pixels, batch.n, device);
+        let [c, t, h, w] = self.latent_dims();
+        let eps = Tensor::from_data(TensorData::new(batch.noise, [batch.n, c, t, h, w]), device);
+        Ok(CausalVae::loss_stages(
+            &self.shape,
+            x,
+            eps,
+            self.kl_weight,
+            self.reconstruction,
+        ))
     }
 
     fn held_out(&self) -> Vec<HeldOut> {

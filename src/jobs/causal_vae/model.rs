@@ -21,6 +21,8 @@ use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, FloatDType};
 
 use crate::config::types::ReconstructionLoss;
+use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
+use crate::train::recompute::{Out, Stage, Stages};
 use burn::tensor::ops::PadMode;
 
 /// Channel multipliers of the four levels (Open-Sora-Plan's `hidden_size_mult`).
@@ -89,6 +91,171 @@ impl VaeShape {
             (1..=self.spatial_levels).contains(&level),
             (2..=self.temporal_levels + 1).contains(&level),
         )
+    }
+}
+
+impl VaeShape {
+    /// One clip of `frames` × `size`² (`jobs::cost` says what is counted), and the model's
+    /// parameters, walked through the same levels as [`CausalVae::new`] builds.
+    pub fn cost(&self, frames: usize, size: usize) -> (SampleCost, u64) {
+        let mut w = Walk::default();
+        let base = self.base_channels;
+        let top = base * LEVEL_MULT[LEVEL_MULT.len() - 1];
+        let (mut c, mut t, mut hw) = (3, frames as f64, (size * size) as f64);
+        w.conv(c, base, 27, t * hw, t * hw);
+        c = base;
+        for (level, mult) in LEVEL_MULT.iter().enumerate() {
+            let c_out = base * mult;
+            for _ in 0..self.num_res_blocks {
+                w.resnet(c, c_out, t * hw);
+                c = c_out;
+            }
+            let (spatial, temporal) = self.encoder_downsamples(level);
+            if spatial {
+                let out = t * hw / 4.0;
+                w.start_block();
+                w.conv(c, c, 9, t * hw, out);
+                w.end_block(c as f64 * t * hw);
+                hw /= 4.0;
+            }
+            if temporal {
+                let out = ((t as usize - 1) / 2 + 1) as f64;
+                w.start_block();
+                w.conv(c, c, 27, (t + 2.0) * hw, out * hw);
+                // The pooled path and the mix.
+                w.acts(2.0 * c as f64 * out * hw);
+                w.params += 1;
+                w.end_block(c as f64 * t * hw);
+                t = out;
+            }
+        }
+        w.mid(c, t, hw);
+        // norm, conv_out (→ 2·latent), quant_conv, the sample and its KL; post_quant_conv,
+        // the decoder's conv_in.
+        let z = self.latent_channels;
+        w.norm_silu(c, t * hw, true);
+        w.conv(c, 2 * z, 27, t * hw, t * hw);
+        w.conv(2 * z, 2 * z, 1, t * hw, t * hw);
+        w.acts(6.0 * z as f64 * t * hw);
+        w.conv(z, z, 1, t * hw, t * hw);
+        w.conv(z, top, 27, t * hw, t * hw);
+        c = top;
+        w.mid(c, t, hw);
+        for level in (0..LEVEL_MULT.len()).rev() {
+            let c_out = base * LEVEL_MULT[level];
+            for _ in 0..=self.num_res_blocks {
+                w.resnet(c, c_out, t * hw);
+                c = c_out;
+            }
+            let (spatial, temporal) = self.decoder_upsamples(level);
+            if spatial {
+                w.start_block();
+                hw *= 4.0;
+                w.conv(c, c, 9, t * hw, t * hw);
+                w.end_block(c as f64 * t * hw / 4.0);
+            }
+            if temporal {
+                let out = 1.0 + 2.0 * (t - 1.0);
+                w.start_block();
+                w.conv(c, c, 27, (out + 2.0) * hw, out * hw);
+                w.acts(2.0 * c as f64 * out * hw);
+                w.params += 1;
+                w.end_block(c as f64 * t * hw);
+                t = out;
+            }
+        }
+        // Head: norm, conv_out, the reconstruction error.
+        w.norm_silu(c, t * hw, true);
+        w.conv(c, 3, 27, t * hw, t * hw);
+        w.acts(2.0 * 3.0 * t * hw);
+        let params = w.params;
+        let pixels = (frames * size * size) as f64;
+        let [zc, zt, zh, zw] = self.latent_dims(frames, size);
+        // fp32 RGB frames and the posterior's noise.
+        let input = 12.0 * pixels + 4.0 * (zc * zt * zh * zw) as f64;
+        (w.tally.finish("pixels", pixels, input), params)
+    }
+}
+
+/// Sums for [`VaeShape::cost`]: activations go to the open block, or to the kept stages.
+#[derive(Default)]
+struct Walk {
+    tally: Tally,
+    params: u64,
+    block: Option<(f64, f64)>,
+}
+
+impl Walk {
+    fn start_block(&mut self) {
+        self.block = Some((0.0, 0.0));
+    }
+
+    fn end_block(&mut self, input: f64) {
+        if let Some((flops, acts)) = self.block.take() {
+            self.tally.block(flops, acts, input);
+        }
+    }
+
+    fn add(&mut self, flops: f64, acts: f64) {
+        match &mut self.block {
+            Some((f, a)) => {
+                *f += flops;
+                *a += acts;
+            }
+            None => self.tally.kept(flops, acts),
+        }
+    }
+
+    fn acts(&mut self, n: f64) {
+        self.add(0.0, n);
+    }
+
+    /// A convolution `c_in → c_out` with `k` taps, reading `input` positions (padded in
+    /// time) and writing `output`; it keeps its input.
+    fn conv(&mut self, c_in: usize, c_out: usize, k: usize, input: f64, output: f64) {
+        self.params += (c_in * c_out * k + c_out) as u64;
+        self.add(
+            matmul(output, (c_in * k) as f64, c_out as f64),
+            c_in as f64 * input,
+        );
+    }
+
+    /// GroupNorm then SiLU over `c` channels at `n` positions.
+    fn norm_silu(&mut self, c: usize, n: f64, silu: bool) {
+        self.params += 2 * c as u64;
+        let silu = if silu { 2.0 } else { 0.0 };
+        self.acts((NORM + silu) * c as f64 * n);
+    }
+
+    /// A ResNet block at `n` positions (two 3³ convolutions padded by two frames in time).
+    fn resnet(&mut self, c_in: usize, c_out: usize, n: f64) {
+        self.start_block();
+        self.norm_silu(c_in, n, true);
+        self.conv(c_in, c_out, 27, n, n);
+        self.norm_silu(c_out, n, true);
+        self.conv(c_out, c_out, 27, n, n);
+        if c_in != c_out {
+            self.conv(c_in, c_out, 1, n, n);
+        }
+        self.end_block(c_in as f64 * n);
+    }
+
+    /// The mid block: ResNet, per-frame attention over `hw` pixels, ResNet.
+    fn mid(&mut self, c: usize, t: f64, hw: f64) {
+        self.resnet(c, c, t * hw);
+        self.start_block();
+        self.norm_silu(c, t * hw, false);
+        for _ in 0..4 {
+            self.conv(c, c, 1, t * hw, t * hw);
+        }
+        let c = c as f64;
+        // q, k, v as tokens; the scores' softmax; attention's output.
+        self.add(
+            2.0 * matmul(hw, c, hw) * t,
+            3.0 * c * t * hw + t * hw * hw + c * t * hw,
+        );
+        self.end_block(c * t * hw);
+        self.resnet(c as usize, c as usize, t * hw);
     }
 }
 
@@ -629,6 +796,109 @@ impl CausalVae {
         rec + posterior.kl().mean() * (kl_weight / per_frame)
     }
 
+    /// [`CausalVae::loss`] as stages for gradient checkpointing: every ResNet block, resampler
+    /// and mid-block part is recomputed; the posterior (its sample and the KL term) and the
+    /// layers around it are kept; the head is the decoder's last norm and convolution and the
+    /// reconstruction error. `shape` must be the model's.
+    pub fn loss_stages<'a>(
+        shape: &VaeShape,
+        x: Tensor<5>,
+        eps: Tensor<5>,
+        kl_weight: f64,
+        kind: ReconstructionLoss,
+    ) -> Stages<'a, CausalVae, Tensor<5>> {
+        fn block<'a>(
+            f: impl Fn(&CausalVae, Tensor<5>) -> Tensor<5> + 'a,
+        ) -> Stage<'a, CausalVae, Tensor<5>> {
+            Stage::Block(Box::new(move |m: &CausalVae, h| Out::next(f(m, h))))
+        }
+        fn mid<'a>(stages: &mut Vec<Stage<'a, CausalVae, Tensor<5>>>, of: fn(&CausalVae) -> &Mid) {
+            stages.push(block(move |m, h| of(m).block_1.forward(h)));
+            stages.push(block(move |m, h| of(m).attn_1.forward(h)));
+            stages.push(block(move |m, h| of(m).block_2.forward(h)));
+        }
+        let [_, c, _, h, w] = x.dims();
+        let per_frame = (c * h * w) as f64;
+        let mut stages = Vec::new();
+        for level in 0..LEVEL_MULT.len() {
+            for j in 0..shape.num_res_blocks {
+                stages.push(block(move |m, h| m.encoder.down[level].block[j].forward(h)));
+            }
+            let (spatial, temporal) = shape.encoder_downsamples(level);
+            if spatial {
+                stages.push(block(move |m, h| {
+                    m.encoder.down[level]
+                        .downsample
+                        .as_ref()
+                        .expect("the shape's")
+                        .forward(h)
+                }));
+            }
+            if temporal {
+                stages.push(block(move |m, h| {
+                    let d = m.encoder.down[level].time_downsample.as_ref();
+                    d.expect("the shape's").forward(h)
+                }));
+            }
+        }
+        mid(&mut stages, |m| &m.encoder.mid);
+        // The posterior, its sample and the KL term; then the decoder's first layers.
+        stages.push(Stage::Kept(Box::new(move |m: &CausalVae, h| {
+            let e = &m.encoder;
+            let moments = m
+                .quant_conv
+                .forward(e.conv_out.forward(silu(frame_norm(&e.norm_out, h))));
+            let posterior = Posterior::from_moments(moments);
+            let z = posterior.sample(eps.clone());
+            let posterior = Posterior {
+                mean: posterior.mean.cast(FloatDType::F32),
+                logvar: posterior.logvar.cast(FloatDType::F32),
+            };
+            let next = m.decoder.conv_in.forward(m.post_quant_conv.forward(z));
+            Out {
+                next,
+                loss: Some(posterior.kl().mean() * (kl_weight / per_frame)),
+            }
+        })));
+        mid(&mut stages, |m| &m.decoder.mid);
+        for level in (0..LEVEL_MULT.len()).rev() {
+            for j in 0..=shape.num_res_blocks {
+                stages.push(block(move |m, h| m.decoder.up[level].block[j].forward(h)));
+            }
+            let (spatial, temporal) = shape.decoder_upsamples(level);
+            if spatial {
+                stages.push(block(move |m, h| {
+                    m.decoder.up[level]
+                        .upsample
+                        .as_ref()
+                        .expect("the shape's")
+                        .forward(h)
+                }));
+            }
+            if temporal {
+                stages.push(block(move |m, h| {
+                    let u = m.decoder.up[level].time_upsample.as_ref();
+                    u.expect("the shape's").forward(h)
+                }));
+            }
+        }
+        let input = x.clone();
+        Stages {
+            stem: Box::new(move |m: &CausalVae| {
+                m.encoder.conv_in.forward(input.cast(m.float_dtype()))
+            }),
+            stages,
+            head: Box::new(move |m: &CausalVae, h| {
+                let d = &m.decoder;
+                let recon = d
+                    .conv_out
+                    .forward(silu(frame_norm(&d.norm_out, h)))
+                    .cast(FloatDType::F32);
+                reconstruction_error(x, recon, kind).mean()
+            }),
+        }
+    }
+
     /// The dtype the model computes in (its parameters'): inputs are built in it.
     pub fn float_dtype(&self) -> DType {
         self.quant_conv.conv.weight.val().dtype()
@@ -705,6 +975,38 @@ mod tests {
                 |m| m.loss(x.clone(), eps.clone(), 1e-3, ReconstructionLoss::L1),
                 0.05,
             );
+        }
+    }
+
+    #[test]
+    fn the_counted_parameters_are_the_built_ones() {
+        let (_rng, device) = seeded_test_device(0);
+        let wide = VaeShape {
+            num_res_blocks: 2,
+            ..VaeShape::narrow_488()
+        };
+        for shape in [VaeShape::narrow_488(), wide] {
+            let built = CausalVae::new(&shape, &device).num_params() as u64;
+            assert_eq!(shape.cost(9, 32).1, built);
+        }
+    }
+
+    #[test]
+    fn checkpointed_gradients_equal_the_plain_ones() {
+        let (_rng, devices) = crate::train::backend::seeded_test_devices(6);
+        for device in devices {
+            let shape = VaeShape::narrow_488();
+            let model = CausalVae::new(&shape, &device);
+            let x =
+                Tensor::<5>::random([1, 3, 5, 16, 16], Distribution::Uniform(-1.0, 1.0), &device);
+            let eps = Tensor::<5>::random([1, 4, 2, 2, 2], Distribution::Normal(0.0, 1.0), &device);
+            let kind = ReconstructionLoss::L1;
+            let own = model.loss(x.clone(), eps.clone(), 0.5, kind);
+            let own = f64::from(own.into_scalar::<f32>());
+            let stages = || CausalVae::loss_stages(&shape, x.clone(), eps.clone(), 0.5, kind);
+            let plain = stages().plain(&model, 1.0, 0, &device).loss;
+            assert!((own - plain).abs() < 1e-6, "{own} vs {plain}");
+            crate::train::recompute::assert_checkpointing_matches(&model, stages, &device, 1e-4);
         }
     }
 

@@ -17,8 +17,10 @@ use super::masking::{Mask, visible_count};
 use super::model::{MaeInput, MaeShape, MaeVit, patch_stats, patchify, unpatchify};
 use super::source::Images;
 use crate::config::types::{MaeData, MaeModel};
+use crate::jobs::cost::SampleCost;
 use crate::jobs::{Skipped, spread};
 use crate::train::job::{HeldOut, Job};
+use crate::train::recompute::Stages;
 use crate::train::seed::mix;
 
 pub struct MaeJob {
@@ -226,6 +228,18 @@ pub fn device_input(images: Tensor<4>, masks: &[Mask], device: &Device) -> MaeIn
     }
 }
 
+impl MaeJob {
+    /// One image: what `runner plan` counts.
+    pub fn cost(&self) -> SampleCost {
+        self.shape.cost(self.keep)
+    }
+
+    /// Parameters, counted from the sizes.
+    pub fn num_params(&self) -> u64 {
+        self.shape.num_params()
+    }
+}
+
 impl Job for MaeJob {
     type Model = MaeVit;
     type Batch = MaeBatch;
@@ -280,6 +294,20 @@ impl Job for MaeJob {
         let input = device_input(images, &batch.masks, device);
         let pred = model.forward(&input);
         Ok(model.loss(input.images, pred, input.hidden))
+    }
+
+    type Boundary = Tensor<3>;
+
+    fn stages<'a>(
+        &'a self,
+        batch: MaeBatch,
+        device: &Device,
+    ) -> Result<Stages<'a, MaeVit, Tensor<3>>> {
+        let s = self.shape.image_size;
+        let images =
+            Tensor::<4>::from_data(TensorData::new(batch.pixels, [batch.n, 3, s, s]), device);
+        let input = device_input(images, &batch.masks, device);
+        Ok(MaeVit::loss_stages(&self.shape, input))
     }
 
     fn held_out(&self) -> Vec<HeldOut> {

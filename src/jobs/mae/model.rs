@@ -7,11 +7,16 @@
 //! a stride-`p` convolution. The two compute the same map (export reshapes the weight to the
 //! convolution's `[D, 3, p, p]`), and a matrix product is what burn's CPU backend does fastest.
 
+use std::rc::Rc;
+
 use burn::module::Param;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{DType, FloatDType, TensorData};
+
+use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
+use crate::train::recompute::{Out, Stage, Stages};
 
 /// Sizes of one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +43,67 @@ impl MaeShape {
     /// Values per patch (`p · p · 3`).
     pub fn patch_dim(&self) -> usize {
         self.patch_size * self.patch_size * 3
+    }
+}
+
+impl MaeShape {
+    /// One image with `keep` visible patches (`jobs::cost` says what is counted).
+    pub fn cost(&self, keep: usize) -> SampleCost {
+        let (l, pd) = (self.patches() as f64, self.patch_dim() as f64);
+        let (d, dd) = (self.embed_dim as f64, self.decoder_embed_dim as f64);
+        let (ne, nd) = (1.0 + keep as f64, 1.0 + l);
+        let mut t = Tally::default();
+        // Patchify, embed every patch, keep the visible ones.
+        t.kept(matmul(l, pd, d), l * pd + (l + ne) * d);
+        let block = |n: f64, d: f64, heads: usize| {
+            let flops = matmul(n, d, 12.0 * d) + 2.0 * matmul(n, d, n);
+            // Two LayerNorms and their outputs (qkv's and fc1's inputs); q, k, v; attention
+            // output (proj's input); fc1's output (GELU's input) and GELU's (fc2's input);
+            // softmax over the scores.
+            let acts = (2.0 * (NORM + 1.0) + 3.0 + 1.0 + 8.0) * n * d + heads as f64 * n * n;
+            (flops, acts)
+        };
+        for _ in 0..self.depth {
+            let (f, a) = block(ne, d, self.num_heads);
+            t.block(f, a, ne * d);
+        }
+        // Norm, decoder embedding, mask tokens back in order.
+        t.kept(
+            matmul(ne, d, dd),
+            (NORM + 1.0) * ne * d + ne * dd + 2.0 * nd * dd,
+        );
+        for _ in 0..self.decoder_depth {
+            let (f, a) = block(nd, dd, self.decoder_num_heads);
+            t.block(f, a, nd * dd);
+        }
+        // Norm, prediction, the squared error against the target patches.
+        t.kept(matmul(nd, dd, pd), (NORM + 1.0) * nd * dd + 3.0 * l * pd);
+        let pixels = (self.image_size * self.image_size) as f64;
+        // fp32 RGB and the mask's order.
+        t.finish("pixels", pixels, 12.0 * pixels + 16.0 * l)
+    }
+
+    /// Parameters of the model with these sizes (the position embeddings are fixed, not
+    /// parameters).
+    pub fn num_params(&self) -> u64 {
+        let (d, dd, pd) = (
+            self.embed_dim as u64,
+            self.decoder_embed_dim as u64,
+            self.patch_dim() as u64,
+        );
+        let block = |d: u64| 12 * d * d + 13 * d;
+        pd * d
+            + d
+            + d
+            + self.depth as u64 * block(d)
+            + 2 * d
+            + d * dd
+            + dd
+            + dd
+            + self.decoder_depth as u64 * block(dd)
+            + 2 * dd
+            + dd * pd
+            + pd
     }
 }
 
@@ -167,6 +233,20 @@ impl MaeVit {
     /// Predicted pixels of every patch, `[B, L, p·p·3]` (in the normalised-target space when
     /// `norm_pix_loss` is on).
     pub fn forward(&self, input: &MaeInput) -> Tensor<3> {
+        let mut x = self.embed_visible(input);
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let mut y = self.to_decoder(x, input);
+        for block in &self.decoder_blocks {
+            y = block.forward(y);
+        }
+        self.predict(y)
+    }
+
+    /// The encoder's input: `[CLS]` and the visible patches, embedded with their positions,
+    /// `[B, 1 + keep, D]`.
+    pub fn embed_visible(&self, input: &MaeInput) -> Tensor<3> {
         let device = input.images.device();
         // The network computes in its parameters' dtype (bf16/fp16 under mixed precision).
         let dtype = self.float_dtype();
@@ -185,14 +265,17 @@ impl MaeVit {
             .select(0, input.keep_index.clone())
             .reshape([batch, keep, d]);
         let cls = (self.cls_token.val() + pos.slice(0..1).unsqueeze::<3>()).expand([batch, 1, d]);
-        let mut x = Tensor::cat(vec![cls, x], 1);
-        for block in &self.blocks {
-            x = block.forward(x);
-        }
-        let latent = self.norm.forward(x);
+        Tensor::cat(vec![cls, x], 1)
+    }
 
-        // Decoder: visible tokens and mask tokens back in image order.
-        let y = self.decoder_embed.forward(latent);
+    /// The decoder's input from the encoder's last block: normed, embedded, the visible tokens
+    /// and mask tokens back in image order, with positions, `[B, 1 + L, D_dec]`.
+    pub fn to_decoder(&self, x: Tensor<3>, input: &MaeInput) -> Tensor<3> {
+        let device = x.device();
+        let dtype = x.dtype();
+        let [batch, patches] = input.hidden.dims();
+        let keep = input.keep;
+        let y = self.decoder_embed.forward(self.norm.forward(x));
         let dd = self.mask_token.dims()[2];
         let visible = y.clone().slice([0..batch, 1..keep + 1]);
         let masked = self.mask_token.val().expand([batch, patches - keep, dd]);
@@ -204,13 +287,37 @@ impl MaeVit {
             TensorData::new(self.decoder_pos_embed.clone(), [patches + 1, dd]),
             (&device, dtype),
         );
-        let mut y =
-            Tensor::cat(vec![y.slice([0..batch, 0..1]), tokens], 1) + dec_pos.unsqueeze::<3>();
-        for block in &self.decoder_blocks {
-            y = block.forward(y);
-        }
+        Tensor::cat(vec![y.slice([0..batch, 0..1]), tokens], 1) + dec_pos.unsqueeze::<3>()
+    }
+
+    /// Predicted pixels from the decoder's last block, without `[CLS]`, `[B, L, p·p·3]`.
+    pub fn predict(&self, y: Tensor<3>) -> Tensor<3> {
+        let [batch, n, _] = y.dims();
         let y = self.decoder_pred.forward(self.decoder_norm.forward(y));
-        y.slice([0..batch, 1..patches + 1])
+        y.slice([0..batch, 1..n])
+    }
+
+    /// [`MaeVit::forward`] and [`MaeVit::loss`] as stages for gradient checkpointing: patch
+    /// embedding and masking, one recomputed stage per encoder block, the hand-over to the
+    /// decoder (kept), one per decoder block, then prediction and loss.
+    pub fn loss_stages<'a>(shape: &MaeShape, input: MaeInput) -> Stages<'a, MaeVit, Tensor<3>> {
+        let input = Rc::new(input);
+        let (stem_input, decoder_input) = (input.clone(), input.clone());
+        let mut stages = Stages::blocks(0..shape.depth, |&i, m: &MaeVit, x| m.blocks[i].forward(x));
+        stages.push(Stage::Kept(Box::new(move |m: &MaeVit, x| {
+            Out::next(m.to_decoder(x, &decoder_input))
+        })));
+        stages.extend(Stages::blocks(
+            0..shape.decoder_depth,
+            |&i, m: &MaeVit, x| m.decoder_blocks[i].forward(x),
+        ));
+        Stages {
+            stem: Box::new(move |m: &MaeVit| m.embed_visible(&stem_input)),
+            stages,
+            head: Box::new(move |m: &MaeVit, y| {
+                m.loss(input.images.clone(), m.predict(y), input.hidden.clone())
+            }),
+        }
     }
 
     /// The dtype the network computes in (its parameters').
@@ -252,7 +359,8 @@ pub fn patch_stats(t: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    /// One pre-LN ViT block.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x));
         let h = self
             .mlp
@@ -355,21 +463,29 @@ mod tests {
     }
 
     fn ramp(shape: [usize; 4]) -> Tensor<4> {
+        ramp_on(shape, &device())
+    }
+
+    fn ramp_on(shape: [usize; 4], device: &Device) -> Tensor<4> {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
-        Tensor::from_data(TensorData::new(v, shape), &device())
+        Tensor::from_data(TensorData::new(v, shape), device)
     }
 
     fn input(s: &MaeShape, batch: usize, seed: u64) -> MaeInput {
+        input_on(s, batch, seed, &device())
+    }
+
+    fn input_on(s: &MaeShape, batch: usize, seed: u64, device: &Device) -> MaeInput {
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let l = s.patches();
         let keep = crate::jobs::mae::masking::visible_count(l, 0.75);
         let masks: Vec<Mask> = (0..batch).map(|_| Mask::draw(l, keep, &mut rng)).collect();
         super::super::job::device_input(
-            ramp([batch, 3, s.image_size, s.image_size]),
+            ramp_on([batch, 3, s.image_size, s.image_size], device),
             &masks,
-            &device(),
+            device,
         )
     }
 
@@ -408,6 +524,43 @@ mod tests {
         ];
         for (a, b) in row.iter().zip(want) {
             assert!((f64::from(*a) - b).abs() < 1e-6, "{row:?}");
+        }
+    }
+
+    #[test]
+    fn the_counted_parameters_are_the_built_ones() {
+        // Building draws the class and mask tokens from the shared RNG.
+        let _rng = crate::train::backend::seeded_test_device(0).0;
+        let s = MaeShape {
+            depth: 2,
+            decoder_depth: 3,
+            ..tiny()
+        };
+        for shape in [tiny(), s] {
+            let built = MaeVit::new(&shape, &device()).num_params() as u64;
+            assert_eq!(shape.num_params(), built);
+        }
+    }
+
+    #[test]
+    fn checkpointed_gradients_equal_the_plain_ones() {
+        let (_rng, devices) = crate::train::backend::seeded_test_devices(4);
+        for device in devices {
+            let s = MaeShape {
+                depth: 2,
+                decoder_depth: 2,
+                ..tiny()
+            };
+            let model = MaeVit::new(&s, &device);
+            let own = {
+                let x = input_on(&s, 2, 9, &device);
+                let pred = model.forward(&x);
+                f64::from(model.loss(x.images, pred, x.hidden).into_scalar::<f32>())
+            };
+            let stages = || MaeVit::loss_stages(&s, input_on(&s, 2, 9, &device));
+            let plain = stages().plain(&model, 1.0, 0, &device).loss;
+            assert!((own - plain).abs() < 1e-6, "{own} vs {plain}");
+            crate::train::recompute::assert_checkpointing_matches(&model, stages, &device, 1e-4);
         }
     }
 

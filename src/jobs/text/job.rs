@@ -5,16 +5,17 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
-use burn::tensor::{FloatDType, TensorData};
+use burn::tensor::TensorData;
 
 use super::data::{Example, label_names, read_examples};
 use super::model::{BertClassifier, BertInput, BertShape};
 use super::pretrained;
 use super::tokenize::{Encoded, TextTokenizer};
 use crate::config::types::{TextData, TextModel};
+use crate::jobs::cost::SampleCost;
 use crate::train::job::{HeldOut, Job};
+use crate::train::recompute::Stages;
 
 pub struct TextJob {
     shape: BertShape,
@@ -168,18 +169,34 @@ impl TextJob {
         out
     }
 
+    /// One sample at the longest training sequence (a batch pads to its longest): what
+    /// `runner plan` counts.
+    pub fn cost(&self) -> SampleCost {
+        let longest = self.train.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+        self.shape.cost(longest)
+    }
+
+    /// Parameters, counted from the sizes.
+    pub fn num_params(&self) -> u64 {
+        self.shape.num_params()
+    }
+
     fn logits(model: &BertClassifier, batch: &TextBatch, device: &Device) -> Tensor<2> {
+        model.forward(&Self::input(batch, device))
+    }
+
+    fn input(batch: &TextBatch, device: &Device) -> BertInput {
         let shape = [batch.batch, batch.seq];
         let int =
             |v: &[i64]| Tensor::<2, Int>::from_data(TensorData::new(v.to_vec(), shape), device);
-        model.forward(&BertInput {
+        BertInput {
             input_ids: int(&batch.input_ids),
             token_type_ids: int(&batch.token_type_ids),
             attention_mask: Tensor::<2>::from_data(
                 TensorData::new(batch.attention_mask.clone(), shape),
                 device,
             ),
-        })
+        }
     }
 }
 
@@ -251,6 +268,20 @@ impl Job for TextJob {
         ))
     }
 
+    type Boundary = Tensor<3>;
+
+    fn stages<'a>(
+        &'a self,
+        batch: TextBatch,
+        device: &Device,
+    ) -> Result<Stages<'a, BertClassifier, Tensor<3>>> {
+        Ok(BertClassifier::loss_stages(
+            self.shape.num_layers,
+            Self::input(&batch, device),
+            targets(&batch, device),
+        ))
+    }
+
     fn held_out(&self) -> Vec<HeldOut> {
         self.valid
             .iter()
@@ -314,12 +345,11 @@ impl Job for TextJob {
 
 /// Mean cross-entropy of `logits` against the batch's labels.
 fn cross_entropy(logits: Tensor<2>, batch: &TextBatch, device: &Device) -> Tensor<1> {
-    let targets =
-        Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [batch.batch]), device);
-    // In fp32 whatever the model computes in, as Megatron's cross-entropy is.
-    CrossEntropyLossConfig::new()
-        .init(device)
-        .forward(logits.cast(FloatDType::F32), targets)
+    super::model::cross_entropy(logits, targets(batch, device))
+}
+
+fn targets(batch: &TextBatch, device: &Device) -> Tensor<1, Int> {
+    Tensor::<1, Int>::from_data(TensorData::new(batch.labels.clone(), [batch.batch]), device)
 }
 
 /// Counts of (gold, predicted) label pairs: what accuracy and macro-F1 are made of, and what

@@ -4,12 +4,17 @@
 //! over `[CLS]`, dropout and a linear classifier.
 
 use burn::module::Param;
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
     Linear, LinearConfig,
 };
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{DType, FloatDType};
+
+use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
+use crate::train::recompute::Stages;
 
 /// Sizes of one model (from `arch`, explicit keys, or a checkpoint's `config.json`).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +29,46 @@ pub struct BertShape {
     pub layer_norm_eps: f64,
     pub dropout: f64,
     pub num_labels: usize,
+}
+
+impl BertShape {
+    /// One sample of `seq` tokens (`jobs::cost` says what is counted).
+    pub fn cost(&self, seq: usize) -> SampleCost {
+        let (s, h, f) = (
+            seq as f64,
+            self.hidden_size as f64,
+            self.intermediate_size as f64,
+        );
+        let a = self.num_heads as f64;
+        let drop = if self.dropout > 0.0 { 1.0 } else { 0.0 };
+        let mut t = Tally::default();
+        // Embeddings: the sum's LayerNorm, its dropout.
+        t.kept(0.0, (NORM + 2.0 * drop) * s * h);
+        for _ in 0..self.num_layers {
+            let flops = matmul(s, h, 4.0 * h) + 2.0 * matmul(s, h, s) + 2.0 * matmul(s, h, f);
+            // Inputs of q/k/v, out, ffn-in; q, k, v; two LayerNorms; two dropouts (input and
+            // mask); GELU's input and the ffn-out's input; softmax (+ dropout) over scores.
+            let per_token = (5.0 + 2.0 * NORM + 4.0 * drop) * h + 2.0 * f;
+            let scores = (1.0 + 3.0 * drop) * a * s * s;
+            t.block(flops, per_token * s + scores, s * h);
+        }
+        // Pooler over [CLS], classifier.
+        let labels = self.num_labels as f64;
+        t.kept(matmul(1.0, h, h) + matmul(1.0, h, labels), 3.0 * h + labels);
+        // ids, token types (i64) and the mask (f32) per token; the label.
+        t.finish("tokens", s, 20.0 * s + 8.0)
+    }
+
+    /// Parameters of the model with these sizes.
+    pub fn num_params(&self) -> u64 {
+        let (h, f) = (self.hidden_size as u64, self.intermediate_size as u64);
+        let embeddings =
+            (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) as u64 * h
+                + 2 * h;
+        let layer = 4 * (h * h + h) + h * f + f + f * h + h + 2 * 2 * h;
+        let head = h * h + h + h * self.num_labels as u64 + self.num_labels as u64;
+        embeddings + self.num_layers as u64 * layer + head
+    }
 }
 
 /// BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm.
@@ -173,6 +218,16 @@ impl BertClassifier {
 
     /// The encoder's last hidden states, `[batch, seq, hidden]`.
     pub fn encode(&self, input: &BertInput) -> Tensor<3> {
+        let mut x = self.embed(input);
+        let mask = key_mask(&input.attention_mask, x.dtype());
+        for layer in &self.encoder.layer {
+            x = layer.forward(x, mask.clone());
+        }
+        x
+    }
+
+    /// The embeddings, normalised: the first layer's input, `[batch, seq, hidden]`.
+    pub fn embed(&self, input: &BertInput) -> Tensor<3> {
         let [batch, seq] = input.input_ids.dims();
         let device = input.input_ids.device();
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &device)
@@ -183,23 +238,16 @@ impl BertClassifier {
             + e.position_embeddings.forward(positions)
             + e.token_type_embeddings
                 .forward(input.token_type_ids.clone());
-        let mut x = e.dropout.forward(e.layer_norm.forward(x));
-        // Additive mask over keys: 0 where attended, a large negative number at padding (made
-        // in fp32, then in the activations' dtype: −inf in fp16, harmless since [CLS] is
-        // always attended).
-        let mask = (input.attention_mask.clone().neg() + 1.0)
-            .mul_scalar(-1.0e9)
-            .reshape([batch, 1, 1, seq])
-            .cast(x.dtype());
-        for layer in &self.encoder.layer {
-            x = layer.forward(x, mask.clone());
-        }
-        x
+        e.dropout.forward(e.layer_norm.forward(x))
     }
 
     /// Class logits, `[batch, num_labels]`.
     pub fn forward(&self, input: &BertInput) -> Tensor<2> {
-        let hidden = self.encode(input);
+        self.classify(self.encode(input))
+    }
+
+    /// Class logits from the last hidden states: the pooler over `[CLS]` and the classifier.
+    pub fn classify(&self, hidden: Tensor<3>) -> Tensor<2> {
         let [batch, _, h] = hidden.dims();
         let cls = hidden.slice([0..batch, 0..1]).reshape([batch, h]);
         let pooled = self.pooler.dense.forward(cls).tanh();
@@ -207,8 +255,52 @@ impl BertClassifier {
     }
 }
 
+impl BertClassifier {
+    /// The classification loss as stages for gradient checkpointing: the embeddings, one
+    /// recomputed stage per layer, then the pooler, classifier and [`cross_entropy`].
+    pub fn loss_stages<'a>(
+        num_layers: usize,
+        input: BertInput,
+        targets: Tensor<1, Int>,
+    ) -> Stages<'a, BertClassifier, Tensor<3>> {
+        let keys = input.attention_mask.clone();
+        Stages {
+            stem: Box::new(move |m: &BertClassifier| m.embed(&input)),
+            stages: Stages::blocks(
+                0..num_layers,
+                move |&i, m: &BertClassifier, x: Tensor<3>| {
+                    let mask = key_mask(&keys, x.dtype());
+                    m.encoder.layer[i].forward(x, mask)
+                },
+            ),
+            head: Box::new(move |m: &BertClassifier, x| cross_entropy(m.classify(x), targets)),
+        }
+    }
+}
+
+/// Mean cross-entropy of `logits` against class `targets`, in fp32 whatever the model
+/// computes in, as Megatron's cross-entropy is.
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let device = logits.device();
+    CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(logits.cast(FloatDType::F32), targets)
+}
+
+/// Additive mask over keys from the 1/0 attention mask, `[batch, 1, 1, seq]`: 0 where attended,
+/// a large negative number at padding (made in fp32, then in the activations' `dtype`: −inf
+/// in fp16, harmless since [CLS] is always attended).
+pub fn key_mask(attention_mask: &Tensor<2>, dtype: DType) -> Tensor<4> {
+    let [batch, seq] = attention_mask.dims();
+    (attention_mask.clone().neg() + 1.0)
+        .mul_scalar(-1.0e9)
+        .reshape([batch, 1, 1, seq])
+        .cast(dtype)
+}
+
 impl Layer {
-    fn forward(&self, x: Tensor<3>, mask: Tensor<4>) -> Tensor<3> {
+    /// One post-LN transformer layer; `mask` is [`key_mask`]'s.
+    pub fn forward(&self, x: Tensor<3>, mask: Tensor<4>) -> Tensor<3> {
         let attended = self.attention.self_attn.forward(x.clone(), mask);
         let x = self.attention.output.forward(attended, x);
         let inner = gelu(self.intermediate.dense.forward(x.clone()));
@@ -246,46 +338,82 @@ impl SelfAttention {
 
 #[cfg(test)]
 mod tests {
-    use burn::nn::loss::CrossEntropyLossConfig;
-    use burn::tensor::FloatDType;
-
     use super::*;
+
+    fn tiny(dropout: f64) -> BertShape {
+        BertShape {
+            vocab_size: 50,
+            hidden_size: 16,
+            num_layers: 2,
+            num_heads: 2,
+            intermediate_size: 32,
+            max_position_embeddings: 16,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            dropout,
+            num_labels: 3,
+        }
+    }
+
+    fn input(device: &Device) -> (BertInput, Tensor<1, Int>) {
+        let int = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [2, 8]), device);
+        // The second sequence is padded after 5 tokens.
+        let mask: Vec<f32> = (0..16).map(|i| if i < 13 { 1.0 } else { 0.0 }).collect();
+        let input = BertInput {
+            input_ids: int((0..16).map(|i| (i * 7 % 50) as i64).collect()),
+            token_type_ids: int((0..16).map(|i| i64::from(i % 8 >= 4)).collect()),
+            attention_mask: Tensor::from_data(TensorData::new(mask, [2, 8]), device),
+        };
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), device);
+        (input, labels)
+    }
+
+    #[test]
+    fn the_counted_parameters_are_the_built_ones() {
+        let (_rng, device) = crate::train::backend::seeded_test_device(0);
+        for shape in [
+            tiny(0.1),
+            BertShape {
+                num_layers: 3,
+                intermediate_size: 40,
+                ..tiny(0.1)
+            },
+        ] {
+            let built = BertClassifier::new(&shape, &device).num_params() as u64;
+            assert_eq!(shape.num_params(), built);
+        }
+    }
+
+    #[test]
+    fn checkpointed_gradients_equal_the_plain_ones() {
+        let (_rng, devices) = crate::train::backend::seeded_test_devices(3);
+        for device in devices {
+            // Without dropout the stages are the model's own loss.
+            let model = BertClassifier::new(&tiny(0.0), &device);
+            let stages = || {
+                let (input, labels) = input(&device);
+                BertClassifier::loss_stages(2, input, labels)
+            };
+            let (x, labels) = input(&device);
+            let own = f64::from(cross_entropy(model.forward(&x), labels).into_scalar::<f32>());
+            let plain = stages().plain(&model, 1.0, 0, &device).loss;
+            assert!((own - plain).abs() < 1e-6, "{own} vs {plain}");
+            crate::train::recompute::assert_checkpointing_matches(&model, stages, &device, 1e-4);
+            // With dropout, a recomputed block draws the masks of its first pass.
+            let model = BertClassifier::new(&tiny(0.3), &device);
+            crate::train::recompute::assert_checkpointing_matches(&model, stages, &device, 1e-4);
+        }
+    }
 
     #[test]
     fn bf16_training_follows_fp32() {
         let (_rng, devices) = crate::train::backend::seeded_test_devices(7);
         for device in devices {
-            let shape = BertShape {
-                vocab_size: 50,
-                hidden_size: 16,
-                num_layers: 2,
-                num_heads: 2,
-                intermediate_size: 32,
-                max_position_embeddings: 16,
-                type_vocab_size: 2,
-                layer_norm_eps: 1e-12,
-                dropout: 0.0,
-                num_labels: 3,
-            };
-            let model = BertClassifier::new(&shape, &device);
-            let ids: Vec<i64> = (0..16).map(|i| (i * 7 % 50) as i64).collect();
-            let int =
-                |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [2, 8]), &device);
-            // The second sequence is padded after 5 tokens.
-            let mask: Vec<f32> = (0..16).map(|i| if i < 13 { 1.0 } else { 0.0 }).collect();
-            let input = BertInput {
-                input_ids: int(ids),
-                token_type_ids: int((0..16).map(|i| i64::from(i % 8 >= 4)).collect()),
-                attention_mask: Tensor::from_data(TensorData::new(mask, [2, 8]), &device),
-            };
-            let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2], [2]), &device);
+            let model = BertClassifier::new(&tiny(0.0), &device);
+            let (input, labels) = input(&device);
             crate::train::precision::assert_bf16_follows_fp32(
                 &model,
-                |m| {
-                    CrossEntropyLossConfig::new()
-                        .init(&device)
-                        .forward(m.forward(&input).cast(FloatDType::F32), labels.clone())
-                },
+                |m| cross_entropy(m.forward(&input), labels.clone()),
                 0.02,
             );
         }

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Peak memory with and without gradient checkpointing, next to `runner plan`'s estimate:
+# bert-small at sequence 512 and the CausalVAE (488 layout, tiny widths) at 17 × 64². Each run
+# trains 2 steps on the embedded CPU backend and leaves its process high-water mark in
+# summary.json; the activation peak is that mark minus the resident memory when the first
+# step began minus what the first step allocates besides activations (gradients and AdamW's
+# two moments, 3 × 4 bytes per parameter: plan's figures).
+#   usage: bench/checkpointing.sh [runner binary]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-target/release/runner}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# Long pairs: every premise is 60 training premises joined (> 512 word pieces), cut to 512.
+python3 - "$tmp/long.tsv" <<'PY'
+import csv, sys
+rows = list(csv.reader(open("data/mnli-tiny/train.tsv"), delimiter="\t"))
+head, body = rows[0], rows[1:]
+with open(sys.argv[1], "w", newline="") as f:
+    w = csv.writer(f, delimiter="\t")
+    w.writerow(head)
+    for i in range(64):
+        premise = " ".join(r[2] for r in body[i : i + 60])
+        w.writerow([i, "long", premise, body[i][3], body[i][4]])
+PY
+
+bert=(experiments/mnli-tiny.yaml model.arch=bert-small "data.train_file=$tmp/long.tsv"
+      data.max_seq_length=512 train.per_device_batch_size=4)
+vae=(experiments/causalvae-tiny.yaml model.arch=causal_vae_488_tiny data.num_frames=17
+     data.resolution=64 train.per_device_batch_size=1)
+common=(train.max_steps=2 eval.strategy=no checkpoint.strategy=no loader.num_workers=0
+        logging.tensorboard=false)
+
+printf '| model | checkpointing | peak RSS | activation peak, measured | plan | plan / measured |\n'
+printf '|---|---|---:|---:|---:|---:|\n'
+for name in bert vae; do
+    declare -n args=$name
+    for ckpt in false true; do
+        out="$tmp/$name-$ckpt"
+        set=("${args[@]}" "${common[@]}" "train.gradient_checkpointing=$ckpt")
+        "$bin" run --quiet --output-dir "$out" "${set[@]}" >/dev/null
+        "$bin" plan --format json "${set[@]}" >"$out.plan.json"
+        python3 - "$name" "$ckpt" "$out/summary.json" "$out.plan.json" <<'PY'
+import json, sys
+name, ckpt, summary, plan = sys.argv[1:]
+m = json.load(open(summary))["memory"]
+p = json.load(open(plan))["memory_per_rank"]
+measured = m["peak_rss"] - m["rss_at_first_step"] - p["gradients"] - p["optimizer_state"]
+planned = p["activations"]
+mib = lambda b: f"{b / 2**20:.0f} MiB"
+print(f"| {name} | {ckpt} | {mib(m['peak_rss'])} | {mib(measured)} | {mib(planned)} | "
+      f"{planned / measured:.2f} |")
+PY
+    done
+done
