@@ -101,7 +101,7 @@ fuzz cases="1000000":
     PROPTEST_CASES={{cases}} cargo test --release --locked --test cli fuzz_config
 
 # All benchmarks. Run them on a quiet machine: nothing else may compete for the cores.
-bench: bench-cli bench-runs bench-train bench-mae bench-vae
+bench: bench-cli bench-runs bench-checkpointing bench-train bench-mae bench-vae
 
 # A Python with PyTorch 2.9.0 and transformers for the reference side of bench-train
 # (from PyPI; the CUDA wheel works on CPU; about 4 minutes and 6.7 GB).
@@ -189,6 +189,12 @@ bench-record: build
         './target/release/runner run experiments/mae-tiny.yaml --dry-run --output-dir target/bench-record/fmnist' \
         './target/release/runner run experiments/mae-tiny.yaml --dry-run --output-dir target/bench-record/many data.path=target/bench-record/images data.eval_path=null' \
         './target/release/runner run experiments/mae-tiny.yaml --dry-run --output-dir target/bench-record/few data.path=target/bench-record/one data.eval_path=null'
+
+# Peak memory with and without train.gradient_checkpointing (bert-small at sequence 512, the
+# CausalVAE at 17 × 64²), next to `runner plan`'s activation estimate.
+bench-checkpointing: build
+    @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+    bench/checkpointing.sh ./target/release/runner
 
 bench-cli: build
     @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

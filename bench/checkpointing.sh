@@ -28,7 +28,7 @@ PY
 bert=(experiments/mnli-tiny.yaml model.arch=bert-small "data.train_file=$tmp/long.tsv"
       data.max_seq_length=512 train.per_device_batch_size=4)
 vae=(experiments/causalvae-tiny.yaml model.arch=causal_vae_488_tiny data.num_frames=17
-     data.resolution=64 train.per_device_batch_size=1)
+     data.resolution=64 train.per_device_batch_size=1 scheduler.warmup_steps=0)
 common=(train.max_steps=2 eval.strategy=no checkpoint.strategy=no loader.num_workers=0
         logging.tensorboard=false)
 

@@ -338,11 +338,18 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
     let mut advice = Vec::new();
     if let (Some(false), Some(dev)) = (fits, &device) {
         let fits_in = |t: u64| if t <= dev.bytes { "fits" } else { "still over" };
+        let mut any_fits = false;
+        let mut fits_in = |t: u64| {
+            any_fits |= t <= dev.bytes;
+            fits_in(t)
+        };
+        let (mut new_batch, mut new_eval) = (batch, eval_batch as u64);
         let mut smaller = batch / 2;
         while smaller >= 1 {
             if batch.is_multiple_of(smaller) {
                 let t = total(smaller, dtype, ckpt).3;
                 if t <= dev.bytes || smaller == 1 {
+                    new_batch = smaller;
                     advice.push(format!(
                         "train.per_device_batch_size={smaller} with train.grad_accum_steps={} \
                          (the same global batch): {} ({})",
@@ -363,6 +370,23 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
                 fits_in(t)
             ));
         }
+        // Evaluation runs between steps, on the fp32 master: its batch is its own.
+        let per_eval_sample = (cost.inference * 4.0) as u64;
+        let states = model_states + if on_cpu { loader_prefetch } else { 0 };
+        if states + eval > dev.bytes && per_eval_sample > 0 && dev.bytes > states {
+            let n = ((dev.bytes - states) / per_eval_sample).min(eval_batch as u64);
+            if n >= 1 && n < eval_batch as u64 {
+                new_eval = n;
+                let t = states + (n * per_eval_sample).max(activations);
+                advice.push(format!(
+                    "eval.per_device_batch_size={n} (evaluation alone needs {} at {eval_batch}): \
+                     {} ({})",
+                    bytes(eval),
+                    bytes(t),
+                    fits_in(t)
+                ));
+            }
+        }
         let bf16 = device_spec(exp).is_some_and(|s| s.bf16_tflops.is_some());
         if dtype == Dtype::Fp32 && bf16 {
             let t = total(batch, Dtype::Bf16, ckpt).3;
@@ -370,6 +394,16 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
                 "precision.dtype=bf16: {} ({})",
                 bytes(t),
                 fits_in(t)
+            ));
+        }
+        if !any_fits && advice.len() > 1 {
+            let (_, acts, _, _) = total(new_batch, dtype, true);
+            let t = states + acts.max(new_eval * per_eval_sample);
+            advice.push(format!(
+                "all of these together (batch {new_batch}, checkpointing, eval batch \
+                 {new_eval}): {} ({})",
+                bytes(t),
+                if t <= dev.bytes { "fits" } else { "still over" }
             ));
         }
     }

@@ -21,8 +21,8 @@ pub struct SampleCost {
     pub activations_checkpointed: f64,
     /// Extra forward FLOPs gradient checkpointing spends recomputing the blocks.
     pub recompute_flops: f64,
-    /// The most an evaluation's forward pass (no graph) holds at once: the largest stage's
-    /// activations and its input.
+    /// The most an evaluation's forward pass (no graph) holds at once, taken as three times
+    /// the largest block input (the input, the output and one intermediate alive together).
     pub inference: f64,
     /// Bytes of one sample as the loader hands it over (host memory).
     pub input_bytes: f64,
@@ -39,7 +39,7 @@ pub struct Tally {
     kept: f64,
     boundaries: f64,
     largest_block: f64,
-    largest: f64,
+    largest_input: f64,
     all: f64,
 }
 
@@ -49,7 +49,6 @@ impl Tally {
         self.flops += flops;
         self.kept += activations;
         self.all += activations;
-        self.largest = self.largest.max(activations);
     }
 
     /// A recomputed block whose input has `input` elements.
@@ -58,7 +57,7 @@ impl Tally {
         self.recompute += flops;
         self.boundaries += input;
         self.largest_block = self.largest_block.max(activations);
-        self.largest = self.largest.max(activations + input);
+        self.largest_input = self.largest_input.max(input);
         self.all += activations;
     }
 
@@ -69,7 +68,7 @@ impl Tally {
             activations: self.all,
             activations_checkpointed: self.kept + self.boundaries + self.largest_block,
             recompute_flops: self.recompute,
-            inference: self.largest,
+            inference: 3.0 * self.largest_input,
             input_bytes,
             unit,
             units,
