@@ -294,6 +294,7 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
     let accum = u64::from(resolved.derived.grad_accum_steps);
     let eval_batch = resolved.derived.eval_per_device_batch_size;
     let on_cpu = exp.hardware.device == Device::Cpu;
+    let spec = device_spec(exp);
     let device = if on_cpu {
         devices::host_memory().map(|bytes| DeviceMemory {
             name: "this machine's RAM".into(),
@@ -301,7 +302,7 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
             source: "/proc/meminfo".into(),
         })
     } else {
-        device_spec(exp).map(|spec| DeviceMemory {
+        spec.map(|spec| DeviceMemory {
             name: spec.name.into(),
             bytes: spec.memory,
             source: spec.source.into(),
@@ -333,7 +334,6 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
     let dtype = exp.precision.dtype;
     let ckpt = exp.train.gradient_checkpointing;
     let (model_states, activations, eval, sum) = total(batch, dtype, ckpt);
-    let width = if dtype == Dtype::Fp32 { 4.0 } else { 2.0 };
     let fits = device.as_ref().map(|d| sum <= d.bytes);
     let mut advice = Vec::new();
     if let (Some(false), Some(dev)) = (fits, &device) {
@@ -387,7 +387,7 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
                 ));
             }
         }
-        let bf16 = device_spec(exp).is_some_and(|s| s.bf16_tflops.is_some());
+        let bf16 = spec.is_some_and(|s| s.bf16_tflops.is_some());
         if dtype == Dtype::Fp32 && bf16 {
             let t = total(batch, Dtype::Bf16, ckpt).3;
             advice.push(format!(
@@ -415,9 +415,8 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
         compute_copy: model_states - 4 * fp32,
         model_states,
         activations,
-        activations_without_checkpointing: (cost.activations * width * batch as f64) as u64,
-        activations_with_checkpointing: (cost.activations_checkpointed * width * batch as f64)
-            as u64,
+        activations_without_checkpointing: total(batch, dtype, false).1,
+        activations_with_checkpointing: total(batch, dtype, true).1,
         eval_batch: eval,
         loader_prefetch,
         total: sum,
