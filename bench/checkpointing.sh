@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Peak memory with and without gradient checkpointing, next to `runner plan`'s estimate:
-# bert-small at sequence 512 and the CausalVAE (488 layout, tiny widths) at 17 × 64². Each run
-# trains 2 steps on the embedded CPU backend and leaves its process high-water mark in
-# summary.json; the activation peak is that mark minus the resident memory when the first
-# step began minus what the first step allocates besides activations (gradients and AdamW's
-# two moments, 3 × 4 bytes per parameter: plan's figures).
-#   usage: bench/checkpointing.sh [runner binary]
+# Peak memory with and without gradient checkpointing, next to `runner plan`'s estimate, for
+# two sizes of each job (the shipped tiny experiments; bert-small at sequence 512, MAE
+# ViT-Tiny/16 at 224 px, the CausalVAE (488 layout, tiny widths) at 17 × 64²). Each run trains
+# 2 steps on the embedded CPU backend and leaves its process high-water mark in summary.json.
+# The activation peak is that mark minus the resident memory when the first step began minus
+# what the first step allocates besides activations (gradients and AdamW's two moments,
+# 3 × 4 bytes per parameter: plan's figures); the total adds the weights back, to compare with
+# plan's whole figure.
+#   usage: [only="bert_small vae_small"] bench/checkpointing.sh [runner binary]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/release/runner}
@@ -25,16 +27,22 @@ with open(sys.argv[1], "w", newline="") as f:
         w.writerow([i, "long", premise, body[i][3], body[i][4]])
 PY
 
-bert=(experiments/mnli-tiny.yaml model.arch=bert-small "data.train_file=$tmp/long.tsv"
-      data.max_seq_length=512 train.per_device_batch_size=4)
-vae=(experiments/causalvae-tiny.yaml model.arch=causal_vae_488_tiny data.num_frames=17
-     data.resolution=64 train.per_device_batch_size=1 scheduler.warmup_steps=0)
-common=(train.max_steps=2 eval.strategy=no checkpoint.strategy=no loader.num_workers=0
-        logging.tensorboard=false)
+# Two sizes of each job: the shipped tiny experiment and a small one.
+bert_tiny=(experiments/mnli-tiny.yaml train.per_device_batch_size=16)
+bert_small=(experiments/mnli-tiny.yaml model.arch=bert-small "data.train_file=$tmp/long.tsv"
+            data.max_seq_length=512 train.per_device_batch_size=4)
+mae_tiny=(experiments/mae-tiny.yaml train.per_device_batch_size=64 scheduler.warmup_steps=0)
+mae_small=(experiments/mae-tiny.yaml model.arch=mae_vit_tiny_patch16 data.input_size=224
+           train.per_device_batch_size=8 scheduler.warmup_steps=0)
+vae_tiny=(experiments/causalvae-tiny.yaml scheduler.warmup_steps=0)
+vae_small=(experiments/causalvae-tiny.yaml model.arch=causal_vae_488_tiny data.num_frames=17
+           data.resolution=64 train.per_device_batch_size=1 scheduler.warmup_steps=0)
+common=(train.max_steps=2 eval.strategy=no eval.on_start=false checkpoint.strategy=no
+        loader.num_workers=0 logging.tensorboard=false)
 
-printf '| model | checkpointing | peak RSS | activation peak, measured | plan | plan / measured |\n'
-printf '|---|---|---:|---:|---:|---:|\n'
-for name in bert vae; do
+printf '| model | checkpointing | peak RSS | activations measured | plan | plan / measured | total measured | plan | plan / measured |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---:|---:|\n'
+for name in ${only:-bert_tiny bert_small mae_tiny mae_small vae_tiny vae_small}; do
     declare -n args=$name
     for ckpt in false true; do
         out="$tmp/$name-$ckpt"
@@ -46,11 +54,16 @@ import json, sys
 name, ckpt, summary, plan = sys.argv[1:]
 m = json.load(open(summary))["memory"]
 p = json.load(open(plan))["memory_per_rank"]
-measured = m["peak_rss"] - m["rss_at_first_step"] - p["gradients"] - p["optimizer_state"]
-planned = p["activations"]
+# What the first step adds to the process: activations, gradients, AdamW's moments.
+grown = m["peak_rss"] - m["rss_at_first_step"]
+measured = grown - p["gradients"] - p["optimizer_state"]
+# The total plan counts (model states, activations, the loader's batches), measured as what
+# training grew the process by plus the weights that were resident before the first step.
+total = grown + p["parameters"]
 mib = lambda b: f"{b / 2**20:.0f} MiB"
-print(f"| {name} | {ckpt} | {mib(m['peak_rss'])} | {mib(measured)} | {mib(planned)} | "
-      f"{planned / measured:.2f} |")
+print(f"| {name} | {ckpt} | {mib(m['peak_rss'])} | {mib(measured)} | {mib(p['activations'])} | "
+      f"{p['activations'] / measured:.2f} | {mib(total)} | {mib(p['total'])} | "
+      f"{p['total'] / total:.2f} |")
 PY
     done
 done

@@ -152,6 +152,11 @@ pub enum Command {
         /// Also draw the learning-rate curve (warmup end marked) into this PNG.
         #[arg(long, value_name = "PNG")]
         plot: Option<PathBuf>,
+        /// Also train four real steps on this machine (one rank, nothing written to the run
+        /// directory) and time the last three: the measured step time and the run's time at
+        /// it, and the process's peak memory.
+        #[arg(long)]
+        measure: bool,
     },
     /// Write a Slurm batch script into a new run directory and submit it with sbatch: it runs
     /// `runner run` on every node through srun, each task one data-parallel rank.

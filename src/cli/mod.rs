@@ -75,7 +75,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             config,
             format,
             plot,
-        } => plan::plan(&config, format, plot.as_deref()),
+            measure,
+        } => plan::plan(&config, format, plot.as_deref(), measure),
         Command::Plot {
             dirs,
             metric,

@@ -6,17 +6,34 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::{ConfigArgs, DiffFormat, resolve_or_report};
+use super::{ConfigArgs, DiffFormat, report, resolve_or_report};
+use crate::jobs::sizing::Counted;
 use crate::plan::{self, bytes};
 use crate::plot::{self, Chart, Curve};
 
-pub fn plan(config: &ConfigArgs, format: DiffFormat, picture: Option<&Path>) -> Result<ExitCode> {
+pub fn plan(
+    config: &ConfigArgs,
+    format: DiffFormat,
+    picture: Option<&Path>,
+    measure: bool,
+) -> Result<ExitCode> {
     let resolved = match resolve_or_report(config) {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
     crate::config::print_warnings(&resolved);
-    let p = plan::plan(&resolved)?;
+    if let Some(help) = crate::jobs::sizing::unplannable(&resolved.experiment) {
+        eprintln!("{}", crate::error::render(&anyhow::Error::new(help), ""));
+        return Ok(ExitCode::from(super::EXIT_CONFIG));
+    }
+    if measure {
+        // Training here needs what `runner run` needs of this machine.
+        let problems = crate::run::machine_problems(&resolved);
+        if problems.has_errors() {
+            return Ok(report(&problems, &config.experiment));
+        }
+    }
+    let p = plan::plan(&resolved, measure)?;
     if let Some(path) = picture {
         let mut curves = vec![Curve {
             label: "learning rate".into(),
@@ -55,8 +72,16 @@ fn text(p: &plan::Plan) -> String {
     let d = &p.disk;
     let mut out = format!("{}\n", p.summary);
     out += &format!(
-        "steps      {} examples → {} steps/epoch, {} steps ({:.2} epochs), warmup {}\n",
-        s.examples, s.steps_per_epoch, s.total_steps, s.epochs, s.warmup_steps
+        "steps      {} examples{} → {} steps/epoch, {} steps ({:.2} epochs), warmup {}\n",
+        s.examples,
+        match s.examples_counted {
+            Counted::Data => "",
+            Counted::Given => " (data.num_examples)",
+        },
+        s.steps_per_epoch,
+        s.total_steps,
+        s.epochs,
+        s.warmup_steps
     );
     out += &format!(
         "work       {} samples/step, {} samples; {} evaluations, {} checkpoints ({} kept)\n",
@@ -144,6 +169,20 @@ fn text(p: &plan::Plan) -> String {
         "lr         {} (peak {:.3e}, {:.3e} → {:.3e})\n",
         p.lr.sparkline, p.lr.peak, p.lr.first, p.lr.last
     );
+    if let Some(m) = &p.measured {
+        let each: Vec<String> = m.step_seconds.iter().map(|s| format!("{s:.3}")).collect();
+        out += &format!(
+            "measured   {:.3} s/step on {} (median of {} s), {} for the run at that pace{}\n",
+            m.median_step_seconds,
+            m.device,
+            each.join(", "),
+            duration(m.run_seconds),
+            match m.peak_rss {
+                Some(peak) => format!("; peak resident memory {}", bytes(peak)),
+                None => String::new(),
+            }
+        );
+    }
     match &p.time {
         Some(t) => {
             out += &format!(
@@ -156,9 +195,15 @@ fn text(p: &plan::Plan) -> String {
                 t.peak_tflops
             )
         }
-        None => out += "time       not estimated: no peak throughput for this device\n",
+        None if p.measured.is_none() => {
+            out += "time       not estimated: no peak throughput for this device (--measure \
+                    times real steps here)\n"
+        }
+        None => {}
     }
-    out += &format!("not estimated yet: {}\n", p.not_estimated.join(", "));
+    for note in &p.notes {
+        out += &format!("note       {note}\n");
+    }
     out
 }
 

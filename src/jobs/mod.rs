@@ -4,6 +4,7 @@
 pub mod causal_vae;
 pub mod cost;
 pub mod mae;
+pub mod sizing;
 pub mod text;
 
 use std::collections::HashMap;
@@ -126,25 +127,6 @@ impl Ready {
             Ready::Mae(job) => of(&**job),
             Ready::Text(job) => of(&**job),
             Ready::CausalVae(job) => of(&**job),
-        }
-    }
-
-    /// Parameters of the model this job trains, counted from its sizes (equal to the built
-    /// model's count: each model's tests check it), without building it.
-    pub fn num_params(&self) -> u64 {
-        match self {
-            Ready::Mae(job) => job.num_params(),
-            Ready::Text(job) => job.num_params(),
-            Ready::CausalVae(job) => job.cost().1,
-        }
-    }
-
-    /// What one training sample costs the model (`jobs::cost`).
-    pub fn cost(&self) -> cost::SampleCost {
-        match self {
-            Ready::Mae(job) => job.cost(),
-            Ready::Text(job) => job.cost(),
-            Ready::CausalVae(job) => job.cost().0,
         }
     }
 

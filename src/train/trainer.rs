@@ -417,12 +417,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
                 final_loss = Some(loss);
                 interval = Interval::new();
             }
-            let epoch_end = step.is_multiple_of(steps_per_epoch);
-            let due = |strategy: Strategy, every: u64| match strategy {
-                Strategy::No => false,
-                Strategy::Steps => step.is_multiple_of(every),
-                Strategy::Epoch => epoch_end,
-            };
+            let due = |strategy: Strategy, every: u64| strategy.due(step, every, steps_per_epoch);
             if due(exp.eval.strategy, exp.eval.every_steps) {
                 let sets = run_eval(&model, step, &mut metrics)?;
                 stopped_early = judge(&mut tracker, &sets, step, &model, s.run_dir, main)?;

@@ -60,6 +60,10 @@ fn causalvae_tiny_learns_to_reconstruct_held_out_video() {
         "held-out PSNR should rise clearly: {psnr:?}"
     );
     assert!(held_out(&run, "kl").iter().all(|(_, kl)| kl.is_finite()));
+    // `runner plan` listed the same three training clips and planned the same steps,
+    // evaluations and checkpoints.
+    let p = crate::plan::assert_plan_matches_run("experiments/causalvae-tiny.yaml", &[], &run);
+    assert_eq!(p["steps"]["examples"], 3);
     for step in steps {
         let stem = run.join(format!("samples/step-{step:08}"));
         assert_eq!(

@@ -82,6 +82,10 @@ fn mae_tiny_learns_to_reconstruct_fashion_mnist() {
         last < 0.5 * first,
         "held-out loss did not fall clearly: {losses:?}"
     );
+    // `runner plan` counted the same images (from the IDX header alone) and the same steps,
+    // evaluations and checkpoints.
+    let p = crate::plan::assert_plan_matches_run("experiments/mae-tiny.yaml", &[], &run);
+    assert_eq!(p["steps"]["examples"], 60000);
 
     // The reconstruction grid of every evaluation: 8 rows × 4 columns of 28 px upscaled 4×.
     for (step, _) in &losses {

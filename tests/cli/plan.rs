@@ -2,6 +2,8 @@
 //! the trainer then runs, its disk figures match the files a run writes, and a filesystem too
 //! small for the checkpoints is warned about.
 
+use std::path::Path;
+
 use serde_json::Value as Json;
 
 use crate::common::*;
@@ -27,26 +29,41 @@ fn plan(extra: &[&str]) -> Json {
     .unwrap()
 }
 
-#[test]
-fn the_plan_is_what_the_trainer_then_does() {
-    let p = plan(&[]);
-    let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
-    stdout(&mut tiny(&run, ARGS));
+/// `runner plan EXPERIMENT --format json EXTRA…` next to the finished run in `run` (trained
+/// from the same experiment and arguments): its steps, samples, evaluations and kept
+/// checkpoints are the run's. The plan, for further checks.
+pub fn assert_plan_matches_run(experiment: &str, extra: &[&str], run: &Path) -> Json {
+    let p: Json = serde_json::from_str(&stdout(
+        runner()
+            .args(["plan", experiment, "--format", "json"])
+            .args(extra),
+    ))
+    .unwrap();
     let summary = json_file(run.join("summary.json"));
     assert_eq!(p["steps"]["total_steps"], summary["total_steps"]);
     assert_eq!(p["steps"]["samples"], summary["samples"]);
-    // Evaluations at 5 and 10 and at the end; checkpoints at 4, 8, 12, the newest 2 kept.
-    let evals = metrics(&run)
+    assert_eq!(p["steps"]["examples_counted"], "data");
+    let evals = metrics(run)
         .iter()
         .filter(|m| m.get("eval").is_some())
         .count();
-    assert_eq!(p["steps"]["evaluations"], evals as u64);
-    assert_eq!(p["steps"]["checkpoints_written"], 3);
+    assert_eq!(p["steps"]["evaluations"], evals as u64, "{experiment}");
     assert_eq!(
         p["steps"]["checkpoints_kept"],
-        checkpoint_steps(&run).len() as u64
+        checkpoint_steps(run).len() as u64,
+        "{experiment}"
     );
+    p
+}
+
+#[test]
+fn the_plan_is_what_the_trainer_then_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    stdout(&mut tiny(&run, ARGS));
+    // Evaluations at 5 and 10 and at the end; checkpoints at 4, 8, 12, the newest 2 kept.
+    let p = assert_plan_matches_run("experiments/mnli-tiny.yaml", ARGS, &run);
+    assert_eq!(p["steps"]["checkpoints_written"], 3);
     // The disk figures are the files' sizes within their headers.
     let weights = std::fs::metadata(run.join("model.safetensors"))
         .unwrap()
@@ -57,10 +74,8 @@ fn the_plan_is_what_the_trainer_then_does() {
         "{planned} vs {weights}"
     );
     assert_eq!(p["parameters"].as_f64().unwrap() * 4.0, planned);
-    assert_eq!(
-        p["not_estimated"],
-        serde_json::json!(["time measured on this machine (--measure)"])
-    );
+    assert_eq!(p["notes"], serde_json::json!([]));
+    assert!(p.get("measured").is_none());
     // The memory's parts add up; on a CPU the total is held against this machine's RAM, and
     // no time is estimated (no peak figure).
     let m = &p["memory_per_rank"];
@@ -161,5 +176,103 @@ fn a_filesystem_too_small_is_warned_about_and_the_lr_curve_is_drawn() {
     assert_eq!(
         m["compute_copy"].as_u64().unwrap(),
         p["parameters"].as_u64().unwrap() * 4
+    );
+}
+
+#[test]
+fn data_that_is_not_here_is_planned_from_data_num_examples() {
+    // MNLI's training set on a cluster, planned from here: bert-base, sequences of 128.
+    let args = [
+        "data.train_file=/cluster/glue/MNLI/train.tsv",
+        "data.tokenizer=/cluster/bert-base-uncased/vocab.txt",
+        "model.arch=bert-base",
+        "data.max_seq_length=128",
+        "train.per_device_batch_size=32",
+        "train.epochs=3",
+    ];
+    let (code, err) = failure(
+        runner()
+            .args(["plan", "experiments/mnli-tiny.yaml"])
+            .args(args),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "data.train_file `/cluster/glue/MNLI/train.tsv` does not exist on this machine"
+        ) && err.contains("data.num_examples"),
+        "{err}"
+    );
+    let p: Json = serde_json::from_str(&stdout(
+        runner()
+            .args(["plan", "experiments/mnli-tiny.yaml", "--format", "json"])
+            .args(args)
+            .arg("data.num_examples=392702"),
+    ))
+    .unwrap();
+    let s = &p["steps"];
+    assert_eq!(s["examples"], 392702);
+    assert_eq!(s["examples_counted"], "given");
+    // 392702 / 32 with drop_last: 12271 steps an epoch, three epochs.
+    assert_eq!(s["steps_per_epoch"], 12271);
+    assert_eq!(s["total_steps"], 3 * 12271);
+    // BERT-base with its pooler and a 3-way head over BERT's own vocabulary: what Hugging
+    // Face's BertForSequenceClassification counts.
+    assert_eq!(p["parameters"], 109_484_547);
+    assert_eq!(p["work"]["units_per_sample"], 128.0);
+    let notes = p["notes"].to_string();
+    assert!(
+        notes.contains("data.num_examples = 392702")
+            && notes.contains("30522 tokens")
+            && notes.contains("an upper bound"),
+        "{notes}"
+    );
+    // Where the data is here, it is counted, and a different data.num_examples is said.
+    let p = plan(&["data.num_examples=5"]);
+    assert_eq!(p["steps"]["examples"], 3000);
+    assert!(
+        p["notes"]
+            .to_string()
+            .contains("data.num_examples is 5 but"),
+        "{}",
+        p["notes"]
+    );
+}
+
+#[test]
+fn measure_times_real_steps_and_writes_no_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("never");
+    let p: Json = serde_json::from_str(&stdout(
+        runner()
+            .args([
+                "plan",
+                "experiments/mnli-tiny.yaml",
+                "--measure",
+                "--format",
+                "json",
+            ])
+            .arg(format!("output_dir={}", out_dir.display())),
+    ))
+    .unwrap();
+    let m = &p["measured"];
+    let steps = m["step_seconds"].as_array().unwrap();
+    assert_eq!(steps.len(), 3, "{m}");
+    assert!(steps.iter().all(|s| s.as_f64().unwrap() > 0.0), "{m}");
+    let median = m["median_step_seconds"].as_f64().unwrap();
+    let total = p["steps"]["total_steps"].as_f64().unwrap();
+    assert!((m["run_seconds"].as_f64().unwrap() - median * total).abs() < 1e-6 * total);
+    assert_eq!(m["device"], "flex on cpu");
+    assert!(m["peak_rss"].as_u64().unwrap() > 0);
+    assert!(!out_dir.exists(), "--measure wrote the run directory");
+    // The text report says it.
+    let text = stdout(runner().args([
+        "plan",
+        "experiments/mnli-tiny.yaml",
+        "--measure",
+        "train.max_steps=2",
+    ]));
+    assert!(
+        text.contains("measured ") && text.contains("s/step on flex on cpu"),
+        "{text}"
     );
 }

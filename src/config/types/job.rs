@@ -216,6 +216,12 @@ pub struct MaeData {
     /// visible patches pasted back); 0 writes none.
     #[serde(default = "mae_data_defaults::grid_images")]
     pub grid_images: u32,
+    /// Training examples, for `runner plan` where the data cannot be read (planning a cluster
+    /// run from a laptop). Where it can, the data is counted and this is only compared with
+    /// the count; training always counts the data itself.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub num_examples: Option<u64>,
 }
 
 mod mae_data_defaults {
@@ -353,6 +359,12 @@ pub struct TextData {
     #[serde(default = "text_data_defaults::max_seq_length")]
     #[schemars(range(min = 8))]
     pub max_seq_length: u32,
+    /// Training examples, for `runner plan` where the data cannot be read (planning a cluster
+    /// run from a laptop). Where it can, the data is counted and this is only compared with
+    /// the count; training always counts the data itself.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub num_examples: Option<u64>,
 }
 
 mod text_data_defaults {
@@ -471,6 +483,12 @@ pub struct CausalVaeData {
     /// go first when it is full (0: decode every time). Frame folders are never cached.
     #[serde(default = "vae_data_defaults::decoded_cache_mb")]
     pub decoded_cache_mb: u32,
+    /// Training examples, for `runner plan` where the data cannot be read (planning a cluster
+    /// run from a laptop). Where it can, the data is counted and this is only compared with
+    /// the count; training always counts the data itself.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub num_examples: Option<u64>,
 }
 
 mod vae_data_defaults {

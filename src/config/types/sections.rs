@@ -262,6 +262,19 @@ pub enum Strategy {
     Epoch,
 }
 
+impl Strategy {
+    /// Whether something on this schedule happens after optimizer step `step` (counted from
+    /// 1): every `every` steps, or at each epoch's end. The trainer and `runner plan` both ask
+    /// this, so the plan's counts are the trainer's.
+    pub fn due(self, step: u64, every: u64, steps_per_epoch: u64) -> bool {
+        match self {
+            Strategy::No => false,
+            Strategy::Steps => step.is_multiple_of(every),
+            Strategy::Epoch => step.is_multiple_of(steps_per_epoch),
+        }
+    }
+}
+
 /// Evaluation on the held-out data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]

@@ -67,14 +67,7 @@ impl CausalVaeJob {
                 (all, picks.into_iter().map(|i| held[i].clone()).collect())
             }
             None => {
-                if wanted >= all.len() {
-                    bail!(
-                        "data.video_path has {} clips, too few to hold out data.eval_clips = \
-                         {wanted} of them and train on the rest; set data.eval_path to separate \
-                         held-out clips or lower data.eval_clips",
-                        all.len()
-                    );
-                }
+                check_hold_out(all.len(), wanted)?;
                 let picks: HashSet<usize> = spread(all.len(), wanted).into_iter().collect();
                 let (mut train, mut held) = (Vec::new(), Vec::new());
                 for (i, c) in all.into_iter().enumerate() {
@@ -246,11 +239,37 @@ pub fn psnr(x: &[f32], recon: &[f32], clip_len: usize) -> Vec<f64> {
         .collect()
 }
 
-impl CausalVaeJob {
-    /// One clip, and the parameters: what `runner plan` counts.
-    pub fn cost(&self) -> (SampleCost, u64) {
-        self.shape.cost(self.frames, self.size)
+/// Without `data.eval_path`, `wanted` of the `total` clips are held out, and some must be left
+/// to train on.
+fn check_hold_out(total: usize, wanted: usize) -> Result<()> {
+    if wanted >= total {
+        bail!(
+            "data.video_path has {total} clips, too few to hold out data.eval_clips = {wanted} of \
+             them and train on the rest; set data.eval_path to separate held-out clips or lower \
+             data.eval_clips"
+        );
     }
+    Ok(())
+}
+
+/// The training clips [`CausalVaeJob::new`] would keep, listed without decoding any: what
+/// `runner plan` counts. (Clips too short for a window are skipped when drawn, in training as
+/// here: they count.)
+pub fn count_train(data: &CausalVaeData) -> Result<usize> {
+    let total = clips::list(Path::new(&data.video_path))
+        .map_err(|e| anyhow::anyhow!("data.video_path: {e:#}"))?
+        .len();
+    if data.eval_path.is_some() {
+        return Ok(total);
+    }
+    check_hold_out(total, data.eval_clips as usize)?;
+    Ok(total - data.eval_clips as usize)
+}
+
+/// The model's parameters and one clip's cost, from the sizes alone (no data is read).
+pub fn cost_of(model: &CausalVaeModel, data: &CausalVaeData) -> (u64, SampleCost) {
+    let (cost, params) = shape_of(model).cost(data.num_frames as usize, data.resolution as usize);
+    (params, cost)
 }
 
 impl Job for CausalVaeJob {

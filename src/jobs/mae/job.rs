@@ -60,14 +60,7 @@ impl MaeJob {
                 (source, held.subset(&picks))
             }
             None => {
-                if wanted * 2 > source.len() {
-                    bail!(
-                        "data.path has {} images, too few to hold out data.eval_images = {wanted} \
-                         of them for evaluation; set data.eval_path to separate held-out images or \
-                         lower data.eval_images",
-                        source.len()
-                    );
-                }
+                check_hold_out(source.len(), wanted)?;
                 let picks = spread(source.len(), wanted);
                 let chosen: HashSet<usize> = picks.iter().copied().collect();
                 let rest: Vec<usize> = (0..source.len()).filter(|i| !chosen.contains(i)).collect();
@@ -228,16 +221,37 @@ pub fn device_input(images: Tensor<4>, masks: &[Mask], device: &Device) -> MaeIn
     }
 }
 
-impl MaeJob {
-    /// One image: what `runner plan` counts.
-    pub fn cost(&self) -> SampleCost {
-        self.shape.cost(self.keep)
+/// Without `data.eval_path`, `wanted` of the `total` images in `data.path` are held out, and at
+/// least as many must be left to train on.
+fn check_hold_out(total: usize, wanted: usize) -> Result<()> {
+    if wanted * 2 > total {
+        bail!(
+            "data.path has {total} images, too few to hold out data.eval_images = {wanted} of them \
+             for evaluation; set data.eval_path to separate held-out images or lower \
+             data.eval_images"
+        );
     }
+    Ok(())
+}
 
-    /// Parameters, counted from the sizes.
-    pub fn num_params(&self) -> u64 {
-        self.shape.num_params()
+/// The training images [`MaeJob::new`] would keep, counted without reading them (an IDX
+/// file's header, an image folder's file names): what `runner plan` counts.
+pub fn count_train(data: &MaeData) -> Result<usize> {
+    let total =
+        Images::count(Path::new(&data.path)).map_err(|e| anyhow::anyhow!("data.path: {e:#}"))?;
+    if data.eval_path.is_some() {
+        return Ok(total);
     }
+    let wanted = data.eval_images as usize;
+    check_hold_out(total, wanted)?;
+    Ok(total - wanted)
+}
+
+/// The model's parameters and one image's cost, from the sizes alone (no data is read).
+pub fn cost_of(model: &MaeModel, data: &MaeData) -> (u64, SampleCost) {
+    let shape = shape_of(model, data);
+    let keep = visible_count(shape.patches(), model.mask_ratio);
+    (shape.num_params(), shape.cost(keep))
 }
 
 impl Job for MaeJob {

@@ -26,51 +26,22 @@ pub enum Images {
 impl Images {
     /// Opens `path`: an IDX image file, a folder holding exactly one, or an image folder.
     pub fn open(path: &Path) -> Result<Images> {
-        if path.is_file() {
-            return read_idx(path);
-        }
-        if !path.is_dir() {
-            bail!("`{}` does not exist", path.display());
-        }
-        let idx: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot list `{}`", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && is_idx_images_name(p))
-            .collect();
-        match idx.len() {
-            0 => {}
-            1 => return read_idx(&idx[0]),
-            _ => {
-                let mut names: Vec<String> = idx
-                    .iter()
-                    .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into())
-                    .collect();
-                names.sort();
-                bail!(
-                    "`{}` holds several IDX image files ({}); point data.path at the training \
-                     file and data.eval_path at the held-out one",
-                    path.display(),
-                    names.join(", ")
-                );
+        match find(path)? {
+            Found::Idx(file) => read_idx(&file),
+            Found::Files(mut paths) => {
+                paths.sort();
+                Ok(Images::Files { paths })
             }
         }
-        let mut paths = Vec::new();
-        for entry in walkdir::WalkDir::new(path).follow_links(true) {
-            let entry = entry.with_context(|| format!("cannot list `{}`", path.display()))?;
-            let hidden = entry.file_name().to_string_lossy().starts_with('.');
-            if entry.file_type().is_file() && !hidden && has_image_extension(entry.path()) {
-                paths.push(entry.into_path());
-            }
+    }
+
+    /// How many images [`Images::open`] would give, without reading them: an IDX file's
+    /// header (checked against the file's size), or the image files under a folder.
+    pub fn count(path: &Path) -> Result<usize> {
+        match find(path)? {
+            Found::Idx(file) => count_idx(&file),
+            Found::Files(paths) => Ok(paths.len()),
         }
-        if paths.is_empty() {
-            bail!(
-                "`{}` holds no images: expected `<class>/<image>` files ending in .jpg, .jpeg \
-                 or .png (ImageNet layout), or an IDX file `*-images-idx3-ubyte[.gz]`",
-                path.display()
-            );
-        }
-        paths.sort();
-        Ok(Images::Files { paths })
     }
 
     pub fn len(&self) -> usize {
@@ -145,6 +116,60 @@ impl Images {
     }
 }
 
+/// Where a `data.path` leads.
+enum Found {
+    Idx(PathBuf),
+    /// Image files under a folder, unsorted.
+    Files(Vec<PathBuf>),
+}
+
+fn find(path: &Path) -> Result<Found> {
+    if path.is_file() {
+        return Ok(Found::Idx(path.to_path_buf()));
+    }
+    if !path.is_dir() {
+        bail!("`{}` does not exist", path.display());
+    }
+    let idx: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot list `{}`", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_idx_images_name(p))
+        .collect();
+    match idx.len() {
+        0 => {}
+        1 => return Ok(Found::Idx(idx[0].clone())),
+        _ => {
+            let mut names: Vec<String> = idx
+                .iter()
+                .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into())
+                .collect();
+            names.sort();
+            bail!(
+                "`{}` holds several IDX image files ({}); point data.path at the training \
+                 file and data.eval_path at the held-out one",
+                path.display(),
+                names.join(", ")
+            );
+        }
+    }
+    let mut paths = Vec::new();
+    for entry in walkdir::WalkDir::new(path).follow_links(true) {
+        let entry = entry.with_context(|| format!("cannot list `{}`", path.display()))?;
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if entry.file_type().is_file() && !hidden && has_image_extension(entry.path()) {
+            paths.push(entry.into_path());
+        }
+    }
+    if paths.is_empty() {
+        bail!(
+            "`{}` holds no images: expected `<class>/<image>` files ending in .jpg, .jpeg \
+             or .png (ImageNet layout), or an IDX file `*-images-idx3-ubyte[.gz]`",
+            path.display()
+        );
+    }
+    Ok(Found::Files(paths))
+}
+
 fn has_image_extension(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
@@ -183,7 +208,58 @@ fn read_idx(path: &Path) -> Result<Images> {
     })
 }
 
-fn parse_idx(bytes: &[u8]) -> Result<(usize, usize, Vec<u8>)> {
+/// The image count of an IDX file from its 16-byte header, checked against the data's length
+/// (for a gzip file, the uncompressed length its trailer records, modulo 2³²) instead of
+/// decompressing it all, so `runner plan` counts ImageNet-sized files at once.
+fn count_idx(path: &Path) -> Result<usize> {
+    use std::io::{Seek, SeekFrom};
+    let fail = |why: String| {
+        anyhow::anyhow!(
+            "`{}` is not an IDX image file (expected MNIST's `*-images-idx3-ubyte[.gz]` format: \
+             magic 0x00000803, then image count, rows and columns): {why}",
+            path.display()
+        )
+    };
+    let open =
+        || std::fs::File::open(path).with_context(|| format!("cannot read `{}`", path.display()));
+    let mut file = open()?;
+    let len = file.metadata()?.len();
+    let mut magic = [0u8; 2];
+    file.read_exact(&mut magic)
+        .map_err(|_| fail(format!("only {len} bytes")))?;
+    let gzipped = magic == [0x1f, 0x8b];
+    let mut header = [0u8; 16];
+    let read = if gzipped {
+        flate2::read::GzDecoder::new(open()?).read_exact(&mut header)
+    } else {
+        file.seek(SeekFrom::Start(0))?;
+        file.read_exact(&mut header)
+    };
+    read.map_err(|_| fail("shorter than its 16-byte header".into()))?;
+    let (count, rows, cols) = parse_idx_header(&header).map_err(|e| fail(format!("{e}")))?;
+    let expected = 16 + (count * rows * cols) as u64;
+    // gzip's trailer ends with the uncompressed length modulo 2³² (RFC 1952, ISIZE).
+    let (actual, wanted) = if gzipped {
+        file.seek(SeekFrom::End(-4))?;
+        let mut isize = [0u8; 4];
+        file.read_exact(&mut isize)?;
+        (u64::from(u32::from_le_bytes(isize)), expected % (1 << 32))
+    } else {
+        (len, expected)
+    };
+    if actual != wanted {
+        return Err(fail(format!(
+            "the header announces {count} images of {rows}×{cols} ({} bytes) but the data is \
+             {} bytes (truncated or damaged file)",
+            expected - 16,
+            actual.saturating_sub(16)
+        )));
+    }
+    Ok(count)
+}
+
+/// Image count, rows and columns from an IDX image header.
+fn parse_idx_header(bytes: &[u8]) -> Result<(usize, usize, usize)> {
     if bytes.len() < 16 {
         bail!("only {} bytes", bytes.len());
     }
@@ -202,9 +278,17 @@ fn parse_idx(bytes: &[u8]) -> Result<(usize, usize, Vec<u8>)> {
         ),
     }
     let (count, rows, cols) = (word(4), word(8), word(12));
+    if rows == 0 || cols == 0 {
+        bail!("the header announces images of {rows}×{cols}");
+    }
+    Ok((count, rows, cols))
+}
+
+fn parse_idx(bytes: &[u8]) -> Result<(usize, usize, Vec<u8>)> {
+    let (count, rows, cols) = parse_idx_header(bytes)?;
     let expected = count * rows * cols;
     let data = &bytes[16..];
-    if rows == 0 || cols == 0 || data.len() != expected {
+    if data.len() != expected {
         bail!(
             "the header announces {count} images of {rows}×{cols} ({expected} bytes) but {} \
              bytes follow (truncated or damaged file)",
@@ -241,6 +325,7 @@ mod tests {
         for p in [&plain, &gz] {
             let images = Images::open(p).unwrap();
             assert_eq!(images.len(), 2);
+            assert_eq!(Images::count(p).unwrap(), 2);
             let second = images.load(1).unwrap();
             assert_eq!(second.dimensions(), (2, 3));
             // Row-major: pixel (x=1, y=0) of image 1 is byte 6 + 1.
@@ -261,6 +346,15 @@ mod tests {
             err.contains("announces 3 images of 2×2 (12 bytes) but 11"),
             "{err}"
         );
+        // Counting reads the header alone, and still finds the file short, gzipped or not.
+        let err = format!("{:#}", Images::count(&p).err().unwrap());
+        assert!(err.contains("(12 bytes) but the data is 11 bytes"), "{err}");
+        let gz = dir.path().join("t-images-idx3-ubyte.gz");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &idx(3, 2, 2, &[0; 11])).unwrap();
+        std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+        let err = format!("{:#}", Images::count(&gz).err().unwrap());
+        assert!(err.contains("(12 bytes) but the data is 11 bytes"), "{err}");
         let mut labels = idx(3, 2, 2, &[0; 12]);
         labels[3] = 1;
         std::fs::write(&p, &labels).unwrap();
@@ -287,6 +381,7 @@ mod tests {
         let images = Images::open(dir.path()).unwrap();
         let names: Vec<String> = (0..images.len()).map(|i| images.describe(i)).collect();
         assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(Images::count(dir.path()).unwrap(), 3);
         assert!(
             names[0].ends_with("a/1.png") && names[2].ends_with("b/2.PNG"),
             "{names:?}"

@@ -44,37 +44,10 @@ pub struct TextBatch {
 
 impl TextJob {
     pub fn new(model: &TextModel, data: &TextData) -> Result<TextJob> {
-        let pretrained = model.pretrained.as_ref().map(PathBuf::from);
-        let tokenizer_path = match (&data.tokenizer, &pretrained) {
-            (Some(t), _) => PathBuf::from(t),
-            (None, Some(dir)) => dir.clone(),
-            (None, None) => bail!("no tokenizer: set data.tokenizer or model.pretrained"),
-        };
+        let (tokenizer_path, pretrained) = tokenizer_path(model, data)?;
         let max_len = data.max_seq_length as usize;
         let tokenizer = TextTokenizer::load(&tokenizer_path, max_len)?;
-        let num_labels = label_names(data.task).len();
-        let shape = match &pretrained {
-            Some(dir) => {
-                let cfg = pretrained::read_config(dir)?;
-                check_explicit_sizes(model, &cfg)?;
-                cfg.shape(num_labels, model.dropout)
-            }
-            None => {
-                let dims = model.dims();
-                BertShape {
-                    vocab_size: tokenizer.vocab_size(),
-                    hidden_size: dims.hidden_size as usize,
-                    num_layers: dims.num_layers as usize,
-                    num_heads: dims.num_heads as usize,
-                    intermediate_size: dims.intermediate_size as usize,
-                    max_position_embeddings: dims.max_position_embeddings as usize,
-                    type_vocab_size: 2,
-                    layer_norm_eps: 1e-12,
-                    dropout: dims.dropout,
-                    num_labels,
-                }
-            }
-        };
+        let shape = model_shape(model, data, tokenizer.vocab_size())?;
         if tokenizer.vocab_size() > shape.vocab_size {
             bail!(
                 "the tokenizer `{}` has {} tokens but the model's vocabulary has {}; use the \
@@ -84,12 +57,7 @@ impl TextJob {
                 shape.vocab_size
             );
         }
-        if max_len > shape.max_position_embeddings {
-            bail!(
-                "data.max_seq_length {max_len} exceeds the model's {} position embeddings",
-                shape.max_position_embeddings
-            );
-        }
+        let num_labels = shape.num_labels;
 
         let read = |path: &str| -> Result<(Vec<Encoded>, Vec<usize>)> {
             let (examples, report) = read_examples(Path::new(path), data.task)?;
@@ -198,6 +166,116 @@ impl TextJob {
             ),
         }
     }
+}
+
+/// Where the tokenizer comes from (`data.tokenizer`, else the pretrained checkpoint), and the
+/// checkpoint's folder.
+fn tokenizer_path(model: &TextModel, data: &TextData) -> Result<(PathBuf, Option<PathBuf>)> {
+    let pretrained = model.pretrained.as_ref().map(PathBuf::from);
+    let path = match (&data.tokenizer, &pretrained) {
+        (Some(t), _) => PathBuf::from(t),
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => bail!("no tokenizer: set data.tokenizer or model.pretrained"),
+    };
+    Ok((path, pretrained))
+}
+
+/// The model's sizes: the pretrained checkpoint's `config.json`, else `arch` and the size keys
+/// with a vocabulary of `vocab_size` (the tokenizer's).
+fn model_shape(model: &TextModel, data: &TextData, vocab_size: usize) -> Result<BertShape> {
+    let num_labels = label_names(data.task).len();
+    let shape = match &model.pretrained {
+        Some(dir) => {
+            let cfg = pretrained::read_config(Path::new(dir))?;
+            check_explicit_sizes(model, &cfg)?;
+            cfg.shape(num_labels, model.dropout)
+        }
+        None => {
+            let dims = model.dims();
+            BertShape {
+                vocab_size,
+                hidden_size: dims.hidden_size as usize,
+                num_layers: dims.num_layers as usize,
+                num_heads: dims.num_heads as usize,
+                intermediate_size: dims.intermediate_size as usize,
+                max_position_embeddings: dims.max_position_embeddings as usize,
+                type_vocab_size: 2,
+                layer_norm_eps: 1e-12,
+                dropout: dims.dropout,
+                num_labels,
+            }
+        }
+    };
+    if data.max_seq_length as usize > shape.max_position_embeddings {
+        bail!(
+            "data.max_seq_length {} exceeds the model's {} position embeddings",
+            data.max_seq_length,
+            shape.max_position_embeddings
+        );
+    }
+    Ok(shape)
+}
+
+/// The vocabulary of Google's uncased English BERT, which `runner plan` assumes when neither
+/// the tokenizer nor a pretrained checkpoint can be read.
+const BERT_VOCAB: usize = 30522;
+
+/// The model's parameters and one sample's cost where the training file cannot be read (for
+/// `runner plan`): every sequence at `data.max_seq_length`, the longest a batch can be, and the
+/// vocabulary from the tokenizer or the checkpoint when they can be read, else BERT's. The
+/// notes say what was assumed.
+pub fn cost_without_data(
+    model: &TextModel,
+    data: &TextData,
+) -> Result<(u64, SampleCost, Vec<String>)> {
+    let mut notes = vec![format!(
+        "every sequence counted at data.max_seq_length = {} (an upper bound: a batch is padded \
+         to its longest)",
+        data.max_seq_length
+    )];
+    let mut model = model.clone();
+    if let Some(dir) = &model.pretrained
+        && !Path::new(dir).join("config.json").is_file()
+    {
+        notes.push(format!(
+            "the checkpoint `{dir}` cannot be read here: its sizes are taken from model.arch \
+             and the size keys"
+        ));
+        model.pretrained = None;
+    }
+    let vocab = if model.pretrained.is_some() {
+        0 // the checkpoint's config.json sets it
+    } else {
+        let tokenizer = data.tokenizer.as_deref().map(|t| {
+            (
+                t,
+                TextTokenizer::load(Path::new(t), data.max_seq_length as usize),
+            )
+        });
+        match tokenizer {
+            Some((_, Ok(t))) => t.vocab_size(),
+            Some((path, Err(_))) => {
+                notes.push(format!(
+                    "the tokenizer `{path}` cannot be read here: a vocabulary of {BERT_VOCAB} \
+                     tokens (BERT's) is assumed"
+                ));
+                BERT_VOCAB
+            }
+            None => {
+                notes.push(format!(
+                    "no tokenizer can be read here: a vocabulary of {BERT_VOCAB} tokens (BERT's) \
+                     is assumed"
+                ));
+                BERT_VOCAB
+            }
+        }
+    };
+    let shape = model_shape(&model, data, vocab)?;
+    Ok((
+        shape.num_params(),
+        shape.cost(data.max_seq_length as usize),
+        notes,
+    ))
 }
 
 /// Sizes set explicitly next to `pretrained` must agree with the checkpoint's.

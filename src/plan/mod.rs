@@ -11,7 +11,13 @@
 //! table, `config::devices`, or this machine's RAM on a CPU) with advice when it does not fit,
 //! the disk the checkpoints and final weights take against the free space where they go, a
 //! time estimate from the FLOPs at a stated share of the device's peak, and the learning rate
-//! at every step. It does not time real steps (`--measure` is not built yet).
+//! at every step. With `--measure` it also times real steps on this machine (`measure`).
+//!
+//! Invariant: the counts are the trainer's. The examples are counted as the job counts them
+//! (`jobs::sizing`), steps come from the same `Derived::steps` and evaluations and checkpoints
+//! from the same `Strategy::due` the training loop asks.
+
+pub mod measure;
 
 use std::path::Path;
 
@@ -23,6 +29,7 @@ use crate::config::devices::{self, DeviceSpec};
 use crate::config::types::{Device, Dtype, Experiment, Strategy};
 use crate::error::fail;
 use crate::jobs::cost::SampleCost;
+use crate::jobs::sizing::Counted;
 
 /// Free bytes to assume where the run directory goes, instead of asking the filesystem
 /// (for tests of the disk warning).
@@ -39,8 +46,11 @@ pub struct Plan {
     /// `None` on a device without a peak figure (a CPU, or no `hardware.device_model`).
     pub time: Option<TimeEstimate>,
     pub lr: LrCurve,
-    /// What the plan does not estimate yet.
-    pub not_estimated: Vec<&'static str>,
+    /// `--measure`: real steps timed on this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured: Option<measure::Measured>,
+    /// What the figures assume (data that is not here, the vocabulary, an upper bound).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,6 +84,8 @@ pub const ASSUMED_UTILISATION: f64 = 0.4;
 #[derive(Debug, Clone, Serialize)]
 pub struct StepsPlan {
     pub examples: u64,
+    /// `data` (the job counted them) or `given` (`data.num_examples`: the data is not here).
+    pub examples_counted: Counted,
     pub steps_per_epoch: u64,
     pub total_steps: u64,
     pub warmup_steps: f64,
@@ -142,16 +154,16 @@ pub struct LrCurve {
     pub points: Vec<(f64, f64)>,
 }
 
-/// The plan of `resolved`: its data is read (and counted) now.
-pub fn plan(resolved: &Resolved) -> Result<Plan> {
+/// The plan of `resolved`: its data is counted now; with `measure`, real steps are timed.
+pub fn plan(resolved: &Resolved, measure: bool) -> Result<Plan> {
     let exp = &resolved.experiment;
     let d = &resolved.derived;
-    let job = crate::jobs::prepare(exp)?;
+    let sizing = crate::jobs::sizing::sizing(exp)?;
     let steps = d
-        .steps(exp, job.train_len())
+        .steps(exp, sizing.examples)
         .map_err(|h| fail(h.message, h.help))?;
-    let params = job.num_params();
-    let cost = job.cost();
+    let params = sizing.params;
+    let cost = sizing.cost;
 
     // The trainer's decisions, step by step (evaluate / checkpoint when due, and at the end).
     let (mut evals, mut ckpts) = (0u64, 0u64);
@@ -160,17 +172,17 @@ pub fn plan(resolved: &Resolved) -> Result<Plan> {
         evals += 1;
         last_eval = Some(steps.first_step);
     }
-    let due = |strategy: Strategy, every: u64, step: u64| match strategy {
-        Strategy::No => false,
-        Strategy::Steps => step.is_multiple_of(every),
-        Strategy::Epoch => step.is_multiple_of(steps.steps_per_epoch),
-    };
+    let spe = steps.steps_per_epoch;
     for step in steps.first_step + 1..=steps.total_steps {
-        if due(exp.eval.strategy, exp.eval.every_steps, step) {
+        if exp.eval.strategy.due(step, exp.eval.every_steps, spe) {
             evals += 1;
             last_eval = Some(step);
         }
-        if due(exp.checkpoint.strategy, exp.checkpoint.every_steps, step) {
+        if exp
+            .checkpoint
+            .strategy
+            .due(step, exp.checkpoint.every_steps, spe)
+        {
             ckpts += 1;
             last_ckpt = Some(step);
         }
@@ -263,6 +275,7 @@ pub fn plan(resolved: &Resolved) -> Result<Plan> {
             warmup_steps: steps.warmup_steps,
             epochs: steps.total_steps as f64 / steps.steps_per_epoch as f64,
             global_batch_size: global,
+            examples_counted: sizing.counted,
             samples: global * done,
             evaluations: evals,
             checkpoints_written: ckpts,
@@ -274,7 +287,12 @@ pub fn plan(resolved: &Resolved) -> Result<Plan> {
         disk,
         time,
         lr,
-        not_estimated: vec!["time measured on this machine (--measure)"],
+        measured: if measure {
+            Some(measure::measure(resolved, &steps)?)
+        } else {
+            None
+        },
+        notes: sizing.notes,
     })
 }
 
