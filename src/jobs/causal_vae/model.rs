@@ -102,12 +102,12 @@ impl VaeShape {
         let base = self.base_channels;
         let top = base * LEVEL_MULT[LEVEL_MULT.len() - 1];
         let (mut c, mut t, mut hw) = (3, frames as f64, (size * size) as f64);
-        w.conv(c, base, 27, t * hw, t * hw);
+        w.conv(c, base, 27, (t + 2.0) * hw, t * hw);
         c = base;
         for (level, mult) in LEVEL_MULT.iter().enumerate() {
             let c_out = base * mult;
             for _ in 0..self.num_res_blocks {
-                w.resnet(c, c_out, t * hw);
+                w.resnet(c, c_out, t, hw);
                 c = c_out;
             }
             let (spatial, temporal) = self.encoder_downsamples(level);
@@ -134,17 +134,17 @@ impl VaeShape {
         // the decoder's conv_in.
         let z = self.latent_channels;
         w.norm_silu(c, t * hw, true);
-        w.conv(c, 2 * z, 27, t * hw, t * hw);
+        w.conv(c, 2 * z, 27, (t + 2.0) * hw, t * hw);
         w.conv(2 * z, 2 * z, 1, t * hw, t * hw);
         w.acts(6.0 * z as f64 * t * hw);
         w.conv(z, z, 1, t * hw, t * hw);
-        w.conv(z, top, 27, t * hw, t * hw);
+        w.conv(z, top, 27, (t + 2.0) * hw, t * hw);
         c = top;
         w.mid(c, t, hw);
         for level in (0..LEVEL_MULT.len()).rev() {
             let c_out = base * LEVEL_MULT[level];
             for _ in 0..=self.num_res_blocks {
-                w.resnet(c, c_out, t * hw);
+                w.resnet(c, c_out, t, hw);
                 c = c_out;
             }
             let (spatial, temporal) = self.decoder_upsamples(level);
@@ -166,7 +166,7 @@ impl VaeShape {
         }
         // Head: norm, conv_out, the reconstruction error.
         w.norm_silu(c, t * hw, true);
-        w.conv(c, 3, 27, t * hw, t * hw);
+        w.conv(c, 3, 27, (t + 2.0) * hw, t * hw);
         w.acts(2.0 * 3.0 * t * hw);
         let params = w.params;
         let pixels = (frames * size * size) as f64;
@@ -227,13 +227,16 @@ impl Walk {
         self.acts((NORM + silu) * c as f64 * n);
     }
 
-    /// A ResNet block at `n` positions (two 3³ convolutions padded by two frames in time).
-    fn resnet(&mut self, c_in: usize, c_out: usize, n: f64) {
+    /// A ResNet block at `t` frames of `hw` pixels (two 3³ convolutions, each keeping its
+    /// input padded by two frames in time: `pad_past` makes a new tensor, which is what the
+    /// convolution reads and keeps).
+    fn resnet(&mut self, c_in: usize, c_out: usize, t: f64, hw: f64) {
+        let (n, padded) = (t * hw, (t + 2.0) * hw);
         self.start_block();
         self.norm_silu(c_in, n, true);
-        self.conv(c_in, c_out, 27, n, n);
+        self.conv(c_in, c_out, 27, padded, n);
         self.norm_silu(c_out, n, true);
-        self.conv(c_out, c_out, 27, n, n);
+        self.conv(c_out, c_out, 27, padded, n);
         if c_in != c_out {
             self.conv(c_in, c_out, 1, n, n);
         }
@@ -242,7 +245,7 @@ impl Walk {
 
     /// The mid block: ResNet, per-frame attention over `hw` pixels, ResNet.
     fn mid(&mut self, c: usize, t: f64, hw: f64) {
-        self.resnet(c, c, t * hw);
+        self.resnet(c, c, t, hw);
         self.start_block();
         self.norm_silu(c, t * hw, false);
         for _ in 0..4 {
@@ -255,7 +258,7 @@ impl Walk {
             3.0 * c * t * hw + t * hw * hw + c * t * hw,
         );
         self.end_block(c * t * hw);
-        self.resnet(c as usize, c as usize, t * hw);
+        self.resnet(c as usize, c as usize, t, hw);
     }
 }
 
