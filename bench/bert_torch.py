@@ -1,11 +1,12 @@
 """The same training step as benches/train_throughput.rs in PyTorch eager: Hugging Face's
-BertForSequenceClassification (eager attention), cross-entropy, backward, clip_grad_norm_(1.0),
-AdamW. Prints one JSON line. Needs torch and transformers (`just setup-bench`)."""
+BertForSequenceClassification (eager attention; build_bert in bench/reference_models.py),
+cross-entropy, backward, clip_grad_norm_(1.0), AdamW. Prints one JSON line.
+Needs torch and transformers (`just setup-bench`)."""
 import argparse
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification
 
+from reference_models import build_bert
 from torch_steps import time_steps
 
 p = argparse.ArgumentParser()
@@ -15,9 +16,7 @@ for name, default in [("batch", 32), ("seq", 128), ("steps", 10), ("warmup", 2),
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
-cfg = BertConfig(attn_implementation="eager", vocab_size=30522, hidden_size=a.hidden, num_hidden_layers=a.layers,
-                 num_attention_heads=a.heads, intermediate_size=4 * a.hidden, num_labels=3)
-model = BertForSequenceClassification(cfg).train()
+model = build_bert(30522, a.layers, a.hidden, a.heads).train()
 opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
 ids = torch.randint(1000, 30000, (a.batch, a.seq))
 labels = torch.randint(0, 3, (a.batch,))
