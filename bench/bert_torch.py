@@ -13,6 +13,9 @@ p = argparse.ArgumentParser()
 for name, default in [("batch", 32), ("seq", 128), ("steps", 10), ("warmup", 2),
                       ("layers", 4), ("hidden", 256), ("heads", 4), ("threads", 2)]:
     p.add_argument(f"--{name}", type=int, default=default)
+p.add_argument("--profile", metavar="JSON",
+               help="profile the timed steps instead and write the milliseconds per step by op "
+                    "kind to JSON (bench/profile.sh)")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -32,4 +35,16 @@ def step():
     opt.step()
 
 
-time_steps(step, a.warmup, a.steps, a.batch, seq=a.seq)
+if a.profile:
+    import json
+    from torch.profiler import ProfilerActivity, profile
+    from profile_group import torch_profile
+    for _ in range(a.warmup):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(a.steps):
+            step()
+    per_step = {k: us / 1000 / a.steps for k, us in torch_profile(prof).items()}
+    json.dump(per_step, open(a.profile, "w"))
+else:
+    time_steps(step, a.warmup, a.steps, a.batch, seq=a.seq)
