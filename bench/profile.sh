@@ -4,8 +4,10 @@
 # sampled by `perf record -e cpu-clock` (software sampling: this VM exposes no hardware
 # counters) and grouped by op kind from the symbols (bench/profile_group.py), next to
 # PyTorch's own profiler on the same model and step (bench/bert_torch.py's), 2 threads each.
-#   usage: bench/profile.sh [runner binary]   (needs Debian's linux-perf; torch and
-#   transformers in .venv-bench, `just setup-bench`)
+# With a second binary built with the `tch` feature, runner on libtorch's CPU (2 OpenMP
+# threads) gets a column too.
+#   usage: bench/profile.sh [runner binary] [runner binary with tch]   (needs Debian's
+#   linux-perf; torch and transformers in .venv-bench, `just setup-bench`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/release/runner}
@@ -38,14 +40,23 @@ args=(experiments/mnli-tiny.yaml model.arch=bert-mini "data.train_file=$tmp/long
       "data.tokenizer=$tmp/vocab.txt" data.max_seq_length=128 train.per_device_batch_size=32
       "train.max_steps=$steps" eval.strategy=no eval.on_start=false
       checkpoint.strategy=no loader.num_workers=0 logging.tensorboard=false)
-RAYON_NUM_THREADS=2 perf record -q -e cpu-clock -F 499 -o "$tmp/perf.data" -- \
-    "$bin" run --quiet --output-dir "$tmp/run" "${args[@]}" >/dev/null 2>&1
-perf report -i "$tmp/perf.data" --stdio --no-children --sort dso,symbol 2>/dev/null \
-    >"$tmp/report.txt"
-# The step time from the run's own summary (12 steps, the first included).
-step_s=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(s["train_seconds"]/s["steps"])' "$tmp/run/summary.json")
+# perf samples of one run, grouped: the label, the report and the mean step in seconds.
+profile() {
+    local label=$1 bin=$2 out=$tmp/$3
+    shift 3
+    OMP_NUM_THREADS=2 RAYON_NUM_THREADS=2 perf record -q -e cpu-clock -F 499 -o "$out.data" -- \
+        "$bin" run --quiet --output-dir "$out" "${args[@]}" "$@" >/dev/null 2>&1
+    perf report -i "$out.data" --stdio --no-children --sort dso,symbol 2>/dev/null >"$out.txt"
+    # The step time from the run's own summary ($steps steps, the first included).
+    columns+=("$label" "$out.txt" "$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))
+print(s["train_seconds"]/s["steps"])' "$out/summary.json")")
+}
+columns=()
+profile "runner flex" "$bin" flex
+if [ -n "${2:-}" ]; then profile "runner libtorch" "$2" tch hardware.backend=tch; fi
 "$py" bench/bert_torch.py --profile "$tmp/torch.json" --steps 10 --threads 2 2>/dev/null
-echo "bert-mini, batch 32, sequence 128, 2 threads; runner: perf samples of $steps steps scaled to"
-echo "its mean step; PyTorch: torch.profiler self CPU time of 10 steps after 2 warm-up steps"
+echo "bert-mini, batch 32, sequence 128, 2 threads; runner: perf samples of $steps steps (start-up"
+echo "included) scaled to its mean step; PyTorch: torch.profiler self CPU time of 10 steps after"
+echo "2 warm-up steps"
 echo
-python3 bench/profile_group.py "$tmp/report.txt" "$step_s" "$tmp/torch.json"
+python3 bench/profile_group.py "${columns[@]}" "$tmp/torch.json"

@@ -20,8 +20,9 @@ KINDS = [
     ("reductions (sum, mean, max, norm)", r"reduce|sum|mean|max\b|amax|min\b|norm|argmax"),
     ("element-wise (SIMD kernels, binary, scalar)", r"macerator|vectorized|binary|unary|zip|add|sub|mul|div|neg|pow|scalar|clamp|mask|where|cmp|fill|threshold"),
     ("copies, layout, cat, slice", r"copy|memcpy|memmove|contiguous|permute|transpose|cat\b|slice|narrow|reshape|view|strided|to_vec|clone|expand|select"),
-    ("tokenizing, start-up", r"unicode|token|wordpiece|regex|serde|yaml"),
-    ("other (iterators, threads, autograd)", r"."),
+    ("tokenizing, start-up", r"unicode|token|wordpiece|regex|serde|yaml|_dl_|relocate"),
+    ("OpenMP / thread waits", r"libgomp|gomp|omp_|futex|sched"),
+    ("other (iterators, autograd)", r"."),
 ]
 
 def kind_of(name):
@@ -32,18 +33,26 @@ def kind_of(name):
     return KINDS[-1][0]
 
 
-def side_by_side(runner_ms, torch_ms):
-    """One Markdown table: milliseconds per step by kind, runner against PyTorch."""
-    print("| op kind | runner flex, ms/step | share | PyTorch eager, ms/step | share | runner / PyTorch |")
-    print("|---|---:|---:|---:|---:|---:|")
-    rt, tt = sum(runner_ms.values()) or 1.0, sum(torch_ms.values()) or 1.0
+def side_by_side(columns):
+    """One Markdown table: milliseconds per step by kind for each (label, {kind: ms}) column,
+    each column's share, and each against the last column (the reference)."""
+    ref_label, ref = columns[-1]
+    totals = [sum(c.values()) or 1.0 for _, c in columns]
+    head = " | ".join(f"{label}, ms/step | share" for label, _ in columns)
+    ratios = " | ".join(f"{label} / {ref_label}" for label, _ in columns[:-1])
+    print(f"| op kind | {head} | {ratios} |")
+    print("|---|" + "---:|---:|" * len(columns) + "---:|" * (len(columns) - 1))
     for kind, _ in KINDS:
-        r, t = runner_ms.get(kind, 0.0), torch_ms.get(kind, 0.0)
-        if r < 0.05 and t < 0.05:
+        values = [c.get(kind, 0.0) for _, c in columns]
+        if all(v < 0.05 for v in values):
             continue
-        ratio = f"{r / t:.1f}×" if t >= 0.05 else "–"
-        print(f"| {kind} | {r:.0f} | {100 * r / rt:.0f}% | {t:.0f} | {100 * t / tt:.0f}% | {ratio} |")
-    print(f"| **step** | **{rt:.0f}** | | **{tt:.0f}** | | **{rt / tt:.1f}×** |")
+        cells = " | ".join(f"{v:.0f} | {100 * v / t:.0f}%" for v, t in zip(values, totals))
+        r = values[-1]
+        rs = " | ".join(f"{v / r:.1f}×" if r >= 0.05 else "–" for v in values[:-1])
+        print(f"| {kind} | {cells} | {rs} |")
+    cells = " | ".join(f"**{t:.0f}** | " for t in totals)
+    rs = " | ".join(f"**{t / totals[-1]:.1f}×**" for t in totals[:-1])
+    print(f"| **step** | {cells} | {rs} |")
 
 
 def perf_report(path):
@@ -55,7 +64,8 @@ def perf_report(path):
         if not m:
             continue
         pct, symbol = float(m.group(1)), m.group(3).strip()
-        k = kind_of(("[k] " if m.group(2) == "[kernel.kallsyms]" else "") + symbol)
+        dso = "[k]" if m.group(2) == "[kernel.kallsyms]" else m.group(2)
+        k = kind_of(f"{dso} {symbol}")
         shares[k] = shares.get(k, 0.0) + pct
     return shares
 
@@ -72,9 +82,12 @@ def torch_profile(prof):
 
 
 if __name__ == "__main__":
-    # profile_group.py PERF_REPORT RUNNER_STEP_SECONDS TORCH_JSON
-    report, step_s, torch_json = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-    shares = perf_report(report)
-    total = sum(shares.values()) or 1.0
-    runner_ms = {k: v / total * step_s * 1000 for k, v in shares.items()}
-    side_by_side(runner_ms, json.load(open(torch_json)))
+    # profile_group.py LABEL PERF_REPORT STEP_SECONDS [LABEL PERF_REPORT STEP_SECONDS …] TORCH_JSON
+    *runs, torch_json = sys.argv[1:]
+    columns = []
+    for label, report, step_s in zip(runs[0::3], runs[1::3], runs[2::3]):
+        shares = perf_report(report)
+        total = sum(shares.values()) or 1.0
+        columns.append((label, {k: v / total * float(step_s) * 1000 for k, v in shares.items()}))
+    columns.append(("PyTorch eager", json.load(open(torch_json))))
+    side_by_side(columns)
