@@ -30,6 +30,8 @@ pub fn machine_checks(
     tool_check: ToolCheck<'_>,
 ) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    // Hub ids not in the local cache (`config::hub`), said after the missing paths.
+    let mut not_cached = Vec::new();
     let mut need = |key: &str, path: &str, what: &str| {
         let p = Path::new(path);
         if !p.exists() {
@@ -54,8 +56,16 @@ pub fn machine_checks(
             for (i, f) in d.validation_files.iter().enumerate() {
                 need(&format!("data.validation_files.{i}"), f, "validation file");
             }
-            if let Some(t) = &d.tokenizer {
-                need("data.tokenizer", t, "tokenizer");
+            if let Some(t) = &d.tokenizer
+                && let Err(why) = super::hub::locate(t)
+            {
+                not_cached.push(layers.diag_at(
+                    "data.tokenizer",
+                    Diagnostic::error("missing-path", format!("tokenizer: {why}")).help(
+                        "give a vocab.txt, a tokenizer.json, a folder holding either, or a \
+                         Hugging Face id in the local cache",
+                    ),
+                ));
             }
         }
         DataConfig::CausalVae(d) => need("data.video_path", &d.video_path, "video data"),
@@ -65,12 +75,23 @@ pub fn machine_checks(
         ..
     }) = &exp.model
     {
-        for file in ["config.json", "model.safetensors"] {
-            need(
+        match super::hub::locate(dir) {
+            Ok(found) => {
+                for file in ["config.json", "model.safetensors"] {
+                    need(
+                        "model.pretrained",
+                        &found.path().join(file).to_string_lossy(),
+                        "pretrained checkpoint file",
+                    );
+                }
+            }
+            Err(why) => not_cached.push(layers.diag_at(
                 "model.pretrained",
-                &Path::new(dir).join(file).to_string_lossy(),
-                "pretrained checkpoint file",
-            );
+                Diagnostic::error("missing-path", format!("pretrained checkpoint: {why}")).help(
+                    "give a Hugging Face checkpoint folder, or a Hugging Face id in the local \
+                     cache",
+                ),
+            )),
         }
     }
     if let Some(init) = &exp.init_from {
@@ -79,6 +100,7 @@ pub fn machine_checks(
     if let Some(resume) = exp.resume.as_deref().filter(|r| *r != "auto") {
         need("resume", resume, "checkpoint");
     }
+    out.extend(not_cached);
     if let Some(missing) = tool_check(exp) {
         out.push(layers.diag_at(
             &missing.key,

@@ -36,11 +36,24 @@ pub struct Fingerprint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime: Option<String>,
     pub xxh3: String,
+    /// The Hugging Face id the value named (`model.pretrained: org/name`), as the local cache
+    /// resolved it; `path` is then the snapshot folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<HubSource>,
+}
+
+/// A Hugging Face id and what the local cache resolved it to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HubSource {
+    pub id: String,
+    pub revision: String,
+    pub sha: String,
 }
 
 /// The inputs a configuration names: (key, path) of every string leaf under `data` and
-/// `model` and of `init_from` that is an existing path.
-pub fn inputs(config: &Json) -> Vec<(String, PathBuf)> {
+/// `model` and of `init_from` that is an existing path, or a Hugging Face id the local cache
+/// holds (then with the id, its revision and commit; the path is the snapshot folder).
+pub fn inputs(config: &Json) -> Vec<(String, PathBuf, Option<HubSource>)> {
     let mut out = Vec::new();
     for section in ["data", "model", "init_from"] {
         let Some(v) = config.get(section) else {
@@ -51,10 +64,21 @@ pub fn inputs(config: &Json) -> Vec<(String, PathBuf)> {
     out
 }
 
-fn walk(v: &Json, key: &str, out: &mut Vec<(String, PathBuf)>) {
+fn walk(v: &Json, key: &str, out: &mut Vec<(String, PathBuf, Option<HubSource>)>) {
+    use crate::config::hub::{Located, locate};
     match v {
         Json::String(s) if !s.is_empty() && Path::new(s).exists() => {
-            out.push((key.to_string(), crate::host::absolute(Path::new(s))));
+            out.push((key.to_string(), crate::host::absolute(Path::new(s)), None));
+        }
+        Json::String(s) if crate::config::hub::as_id(s).is_some() => {
+            if let Ok(Located::Hub(snap)) = locate(s) {
+                let hub = HubSource {
+                    id: snap.id,
+                    revision: snap.revision,
+                    sha: snap.sha,
+                };
+                out.push((key.to_string(), crate::host::absolute(&snap.dir), Some(hub)));
+            }
         }
         Json::Array(items) => {
             for (i, item) in items.iter().enumerate() {
@@ -101,6 +125,7 @@ pub fn fingerprint(key: &str, path: &Path) -> Fingerprint {
         files: None,
         mtime: None,
         xxh3: String::new(),
+        hub: None,
     };
     let Ok(meta) = std::fs::metadata(path) else {
         return missing();
@@ -126,6 +151,7 @@ pub fn fingerprint(key: &str, path: &Path) -> Fingerprint {
             files: None,
             mtime: mtime(&meta),
             xxh3: format!("{:032x}", h.digest128()),
+            hub: None,
         };
     }
     // A folder: the sorted listing, small files whole, a sample of large ones.
@@ -159,6 +185,7 @@ pub fn fingerprint(key: &str, path: &Path) -> Fingerprint {
         files: Some(files.len() as u64),
         mtime: mtime(&meta),
         xxh3: format!("{:032x}", h.digest128()),
+        hub: None,
     }
 }
 

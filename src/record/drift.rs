@@ -137,6 +137,26 @@ pub fn compare(recorded: &RunRecord) -> Vec<Drift> {
     for f in &recorded.data {
         let now = super::data::fingerprint(&f.key, Path::new(&f.path));
         let what = format!("{} ({})", f.path, f.key);
+        // A Hugging Face id is read again from today's cache: its revision may name another
+        // commit now (the recorded snapshot folder can still be there, unchanged).
+        if let Some(hub) = &f.hub {
+            let today = crate::config::hub::resolve(
+                &crate::config::hub::cache_dir(),
+                &hub.id,
+                Some(&hub.revision),
+            )
+            .map(|s| s.sha)
+            .unwrap_or_else(|why| why);
+            if today != hub.sha {
+                push(
+                    "data",
+                    &format!("{}@{} ({})", hub.id, hub.revision, f.key),
+                    hub.sha.clone(),
+                    today,
+                    false,
+                );
+            }
+        }
         if now.kind != f.kind {
             push("data", &what, f.kind.clone(), now.kind.clone(), false);
         } else if now.xxh3 != f.xxh3 || now.size != f.size {

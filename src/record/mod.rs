@@ -60,7 +60,10 @@ pub fn take(resolved: &Resolved, experiment_dir: &Path) -> (RunRecord, Option<co
     let json = serde_json::to_value(exp).expect("config serializes");
     let data = data::inputs(&json)
         .into_iter()
-        .map(|(key, path)| data::fingerprint(&key, &path))
+        .map(|(key, path, hub)| data::Fingerprint {
+            hub,
+            ..data::fingerprint(&key, &path)
+        })
         .collect();
     let record = RunRecord {
         code: taken.as_ref().map(|t| t.code.clone()),

@@ -140,31 +140,103 @@ fn minilm_encoder_matches_hugging_face() {
     eprintln!("largest difference from Hugging Face: {worst:e}");
 }
 
+/// `runner run experiments/mnli-tiny.yaml --quiet --output-dir RUN` fine-tuning from
+/// `pretrained` for a few steps (its tokenizer too), with `env`; the output.
+fn fine_tune(run: &Path, pretrained: &str, env: &[(&str, &Path)]) -> std::process::Output {
+    let mut cmd = crate::common::runner();
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args([
+        "run",
+        "experiments/mnli-tiny.yaml",
+        "--quiet",
+        "--output-dir",
+    ])
+    .arg(run)
+    .arg(format!("model.pretrained={pretrained}"))
+    .args([
+        "data.tokenizer=null",
+        "train.max_steps=2",
+        "eval.strategy=no",
+        "checkpoint.strategy=no",
+    ])
+    .output()
+    .unwrap()
+}
+
 #[test]
 fn runner_run_fine_tunes_from_a_pretrained_directory() {
     let tmp = tempfile::tempdir().unwrap();
     extract(&model_zip(), tmp.path());
     let run = tmp.path().join("run");
-    let out = crate::common::runner()
-        .args([
-            "run",
-            "experiments/mnli-tiny.yaml",
-            "--quiet",
-            "--output-dir",
-        ])
-        .arg(&run)
-        .arg(format!("model.pretrained={}", tmp.path().display()))
-        .args([
-            "data.tokenizer=null",
-            "train.max_steps=3",
-            "eval.strategy=no",
-            "checkpoint.strategy=no",
-        ])
-        .output()
-        .unwrap();
+    let out = fine_tune(&run, &tmp.path().display().to_string(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // 6 layers × 16 tensors + 5 embedding + 2 pooler tensors; the classifier is new.
     assert!(stderr.contains("loaded 103 tensors"), "{stderr}");
     assert!(run.join("summary.json").is_file());
+}
+
+/// A commit id for the cache below (any 40 hex digits: the cache names, it does not check).
+const SHA: &str = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf";
+
+/// A Hugging Face cache holding the MiniLM checkpoint as `hf download` lays it out:
+/// `refs/main` names a commit whose files are in `snapshots/<commit>/`.
+fn hub_cache(root: &Path) -> PathBuf {
+    let repo = root.join("models--sentence-transformers--all-MiniLM-L6-v2");
+    let snapshot = repo.join("snapshots").join(SHA);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    extract(&model_zip(), &snapshot);
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), SHA).unwrap();
+    root.to_path_buf()
+}
+
+#[test]
+fn a_hub_id_is_found_in_the_local_cache_and_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = hub_cache(&tmp.path().join("hub"));
+    let run = tmp.path().join("run");
+    let id = "sentence-transformers/all-MiniLM-L6-v2";
+    let out = fine_tune(&run, id, &[("HF_HUB_CACHE", &cache)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("loaded 103 tensors"), "{stderr}");
+    // The run records the id, the revision and the commit it resolved to.
+    let record = crate::train::json_file(run.join("record.json"));
+    let entry = record["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == "model.pretrained")
+        .unwrap_or_else(|| panic!("{record}"))
+        .clone();
+    assert_eq!(
+        entry["hub"],
+        serde_json::json!({
+            "id": "sentence-transformers/all-MiniLM-L6-v2",
+            "revision": "main",
+            "sha": SHA,
+        })
+    );
+    assert!(
+        entry["path"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("snapshots/{SHA}")),
+        "{entry}"
+    );
+    // A revision the cache lacks: exit 2 before anything is written, naming the folder
+    // searched and the command that fills it.
+    let never = tmp.path().join("never");
+    let out = fine_tune(&never, &format!("{id}@v9"), &[("HF_HUB_CACHE", &cache)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("models--sentence-transformers--all-MiniLM-L6-v2")
+            && err.contains("hf download sentence-transformers/all-MiniLM-L6-v2 --revision v9"),
+        "{err}"
+    );
+    assert!(!never.exists());
 }

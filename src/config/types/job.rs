@@ -298,7 +298,10 @@ pub struct TextModel {
     #[schemars(range(min = 0.0), extend("exclusiveMaximum" = 1.0))]
     pub dropout: Option<f64>,
     /// A Hugging Face BERT checkpoint directory (`config.json`, `model.safetensors`, and
-    /// `tokenizer.json` or `vocab.txt`) to fine-tune from (HF `model_name_or_path`). Its
+    /// `tokenizer.json` or `vocab.txt`), or a Hub id (`google-bert/bert-base-uncased`,
+    /// `org/name@revision`) found in the local Hugging Face cache (`HF_HUB_CACHE`, `HF_HOME`,
+    /// `~/.cache/huggingface/hub`; nothing is downloaded), to fine-tune from (HF
+    /// `model_name_or_path`). Its
     /// `config.json` sets the sizes (then `arch` and the size keys are not used), its weights
     /// initialise the encoder and pooler (the classifier starts fresh), and its tokenizer is
     /// used unless `data.tokenizer` names another.
@@ -350,8 +353,9 @@ pub struct TextData {
     /// Held-out files to evaluate on (MNLI: matched and mismatched).
     #[serde(default)]
     pub validation_files: Vec<String>,
-    /// WordPiece vocabulary (`vocab.txt`), a Hugging Face `tokenizer.json`, or a directory
-    /// holding either. Required unless `model.pretrained` supplies the tokenizer.
+    /// WordPiece vocabulary (`vocab.txt`), a Hugging Face `tokenizer.json`, a directory
+    /// holding either, or a Hub id in the local Hugging Face cache (as `model.pretrained`).
+    /// Required unless `model.pretrained` supplies the tokenizer.
     #[serde(default)]
     #[schemars(length(min = 1))]
     pub tokenizer: Option<String>,

@@ -47,7 +47,7 @@ impl TextJob {
         let (tokenizer_path, pretrained) = tokenizer_path(model, data)?;
         let max_len = data.max_seq_length as usize;
         let tokenizer = TextTokenizer::load(&tokenizer_path, max_len)?;
-        let shape = model_shape(model, data, tokenizer.vocab_size())?;
+        let shape = model_shape(model, data, pretrained.as_deref(), tokenizer.vocab_size())?;
         if tokenizer.vocab_size() > shape.vocab_size {
             bail!(
                 "the tokenizer `{}` has {} tokens but the model's vocabulary has {}; use the \
@@ -168,25 +168,41 @@ impl TextJob {
     }
 }
 
+/// Where a path or Hugging Face id of `key` is on this machine (`config::hub`).
+fn locate(key: &str, value: &str) -> Result<PathBuf> {
+    crate::config::hub::locate(value)
+        .map(|found| found.path().to_path_buf())
+        .map_err(|why| anyhow::anyhow!("{key}: {why}"))
+}
+
 /// Where the tokenizer comes from (`data.tokenizer`, else the pretrained checkpoint), and the
-/// checkpoint's folder.
+/// checkpoint's folder; either may be a Hugging Face id in the local cache.
 fn tokenizer_path(model: &TextModel, data: &TextData) -> Result<(PathBuf, Option<PathBuf>)> {
-    let pretrained = model.pretrained.as_ref().map(PathBuf::from);
+    let pretrained = model
+        .pretrained
+        .as_deref()
+        .map(|p| locate("model.pretrained", p))
+        .transpose()?;
     let path = match (&data.tokenizer, &pretrained) {
-        (Some(t), _) => PathBuf::from(t),
+        (Some(t), _) => locate("data.tokenizer", t)?,
         (None, Some(dir)) => dir.clone(),
         (None, None) => bail!("no tokenizer: set data.tokenizer or model.pretrained"),
     };
     Ok((path, pretrained))
 }
 
-/// The model's sizes: the pretrained checkpoint's `config.json`, else `arch` and the size keys
-/// with a vocabulary of `vocab_size` (the tokenizer's).
-fn model_shape(model: &TextModel, data: &TextData, vocab_size: usize) -> Result<BertShape> {
+/// The model's sizes: the pretrained checkpoint's `config.json` (in `pretrained`, found),
+/// else `arch` and the size keys with a vocabulary of `vocab_size` (the tokenizer's).
+fn model_shape(
+    model: &TextModel,
+    data: &TextData,
+    pretrained: Option<&Path>,
+    vocab_size: usize,
+) -> Result<BertShape> {
     let num_labels = label_names(data.task).len();
-    let shape = match &model.pretrained {
+    let shape = match pretrained {
         Some(dir) => {
-            let cfg = pretrained::read_config(Path::new(dir))?;
+            let cfg = pretrained::read_config(dir)?;
             check_explicit_sizes(model, &cfg)?;
             cfg.shape(num_labels, model.dropout)
         }
@@ -233,23 +249,27 @@ pub fn cost_without_data(
          to its longest)",
         data.max_seq_length
     )];
-    let mut model = model.clone();
-    if let Some(dir) = &model.pretrained
-        && !Path::new(dir).join("config.json").is_file()
-    {
-        notes.push(format!(
-            "the checkpoint `{dir}` cannot be read here: its sizes are taken from model.arch \
-             and the size keys"
-        ));
-        model.pretrained = None;
-    }
-    let vocab = if model.pretrained.is_some() {
+    // The checkpoint (a folder or a Hub id in the local cache) when its config can be read.
+    let checkpoint = model.pretrained.as_deref().and_then(|dir| {
+        let found = locate("model.pretrained", dir)
+            .ok()
+            .filter(|d| d.join("config.json").is_file());
+        if found.is_none() {
+            notes.push(format!(
+                "the checkpoint `{dir}` cannot be read here: its sizes are taken from model.arch \
+                 and the size keys"
+            ));
+        }
+        found
+    });
+    let vocab = if checkpoint.is_some() {
         0 // the checkpoint's config.json sets it
     } else {
         let tokenizer = data.tokenizer.as_deref().map(|t| {
+            let found = locate("data.tokenizer", t);
             (
                 t,
-                TextTokenizer::load(Path::new(t), data.max_seq_length as usize),
+                found.and_then(|p| Ok(TextTokenizer::load(&p, data.max_seq_length as usize)?)),
             )
         });
         match tokenizer {
@@ -270,7 +290,7 @@ pub fn cost_without_data(
             }
         }
     };
-    let shape = model_shape(&model, data, vocab)?;
+    let shape = model_shape(model, data, checkpoint.as_deref(), vocab)?;
     Ok((
         shape.num_params(),
         shape.cost(data.max_seq_length as usize),
