@@ -139,10 +139,11 @@ pub enum Command {
         #[arg(long)]
         allow_drift: bool,
     },
-    /// What a run will cost before it runs: steps, evaluations and checkpoints, parameters,
-    /// model-state memory per rank, disk against the free space, and the learning rate at
-    /// every step. Reads the data only to count it; trains nothing. (Activation memory, FLOPs
-    /// and time are not estimated yet.)
+    /// What a run will cost before it runs: steps, evaluations and checkpoints, parameters and
+    /// FLOPs, memory per rank (weights, gradients, optimizer state, activations with and
+    /// without gradient checkpointing) against the device, disk against the free space, a time
+    /// estimate and the learning rate at every step. Counts the data without decoding it
+    /// (`data.num_examples` stands in where it is not here); trains nothing unless `--measure`.
     Plan {
         #[command(flatten)]
         config: ConfigArgs,
