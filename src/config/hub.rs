@@ -23,6 +23,8 @@ pub struct Snapshot {
     pub revision: String,
     /// The commit the revision resolved to (the snapshot folder's name).
     pub sha: String,
+    /// The snapshot folder (not recorded: a run record keeps it as its fingerprint's path).
+    #[serde(skip)]
     pub dir: PathBuf,
 }
 

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::config::hub::{Located, Snapshot};
+
 const WHOLE_FILE: u64 = 1 << 30;
 const FILE_ENDS: u64 = 64 << 20;
 const SMALL: u64 = 64 << 10;
@@ -39,21 +41,13 @@ pub struct Fingerprint {
     /// The Hugging Face id the value named (`model.pretrained: org/name`), as the local cache
     /// resolved it; `path` is then the snapshot folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hub: Option<HubSource>,
-}
-
-/// A Hugging Face id and what the local cache resolved it to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HubSource {
-    pub id: String,
-    pub revision: String,
-    pub sha: String,
+    pub hub: Option<Snapshot>,
 }
 
 /// The inputs a configuration names: (key, path) of every string leaf under `data` and
 /// `model` and of `init_from` that is an existing path, or a Hugging Face id the local cache
 /// holds (then with the id, its revision and commit; the path is the snapshot folder).
-pub fn inputs(config: &Json) -> Vec<(String, PathBuf, Option<HubSource>)> {
+pub fn inputs(config: &Json) -> Vec<(String, PathBuf, Option<Snapshot>)> {
     let mut out = Vec::new();
     for section in ["data", "model", "init_from"] {
         let Some(v) = config.get(section) else {
@@ -64,22 +58,17 @@ pub fn inputs(config: &Json) -> Vec<(String, PathBuf, Option<HubSource>)> {
     out
 }
 
-fn walk(v: &Json, key: &str, out: &mut Vec<(String, PathBuf, Option<HubSource>)>) {
-    use crate::config::hub::{Located, locate};
+fn walk(v: &Json, key: &str, out: &mut Vec<(String, PathBuf, Option<Snapshot>)>) {
     match v {
-        Json::String(s) if !s.is_empty() && Path::new(s).exists() => {
-            out.push((key.to_string(), crate::host::absolute(Path::new(s)), None));
-        }
-        Json::String(s) if crate::config::hub::as_id(s).is_some() => {
-            if let Ok(Located::Hub(snap)) = locate(s) {
-                let hub = HubSource {
-                    id: snap.id,
-                    revision: snap.revision,
-                    sha: snap.sha,
-                };
-                out.push((key.to_string(), crate::host::absolute(&snap.dir), Some(hub)));
-            }
-        }
+        Json::String(s) if !s.is_empty() => match crate::config::hub::locate(s) {
+            Ok(Located::Path(p)) => out.push((key.to_string(), crate::host::absolute(&p), None)),
+            Ok(Located::Hub(snap)) => out.push((
+                key.to_string(),
+                crate::host::absolute(&snap.dir),
+                Some(snap),
+            )),
+            Err(_) => {}
+        },
         Json::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 walk(item, &format!("{key}.{i}"), out);
