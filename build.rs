@@ -33,8 +33,9 @@ fn main() {
     c10d_shim(&lib);
 }
 
-/// What the run record says of this binary (`record::build`): the commit it was built from
-/// (`-dirty` when the work tree had changes) and, with `tch`, the torch wheel's version.
+/// What the run record (`record::build`) and `runner --version` say of this binary: the commit
+/// it was built from (`-dirty` when the work tree had changes) and, with `tch`, the torch
+/// wheel's version.
 fn build_facts() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let git = |args: &[&str]| -> Option<String> {
@@ -70,10 +71,36 @@ fn build_facts() {
                 .find_map(|l| l.strip_prefix("__version__ = "))
                 .map(|s| s.trim_matches(|c| c == '\'' || c == '"').to_string())
         });
+    // `runner --version`: the package version, and the libtorch this build links or, in the
+    // libtorch build's `runner` (`delegate`), the one its `runner-tch` is built with in the
+    // same environment (the python torch-sys asks).
+    let pkg = std::env::var("CARGO_PKG_VERSION").unwrap_or_default();
+    let line = match &torch {
+        Some(t) => format!("{pkg} (libtorch {t})"),
+        None if std::env::var_os("CARGO_FEATURE_DELEGATE").is_some() => {
+            println!("cargo:rerun-if-env-changed=PATH");
+            match python_torch_version() {
+                Some(t) => format!("{pkg} (libtorch {t}, in runner-tch)"),
+                None => format!("{pkg} (libtorch in runner-tch)"),
+            }
+        }
+        None => pkg,
+    };
+    println!("cargo:rustc-env=RUNNER_VERSION_LINE={line}");
     println!(
         "cargo:rustc-env=RUNNER_LIBTORCH_VERSION={}",
         torch.unwrap_or_default()
     );
+}
+
+/// The torch version of the `python` on PATH (as torch-sys finds it with LIBTORCH_USE_PYTORCH).
+fn python_torch_version() -> Option<String> {
+    let out = std::process::Command::new("python")
+        .args(["-c", "import torch; print(torch.__version__)"])
+        .output()
+        .ok()?;
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !v.is_empty()).then_some(v)
 }
 
 fn rpath(lib: &Path) {
@@ -107,7 +134,7 @@ fn c10d_shim(lib: &Path) {
     {
         panic!(
             "libtorch at `{}` has no c10d headers (include/torch/csrc/distributed/c10d): use the \
-             torch 2.9.0 wheel from PyPI (`just setup-tch`)",
+             torch wheel from PyPI (`just setup-tch`)",
             torch.display()
         );
     }

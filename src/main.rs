@@ -1,3 +1,14 @@
+//! `runner`. The engine runs in this process, except in the libtorch build's `runner` (feature
+//! `delegate` without `tch`), which hands it to `runner-tch` beside it so that configuration
+//! commands load no libtorch (`cli::engine`).
+
 fn main() -> std::process::ExitCode {
-    runner::cli::main()
+    #[cfg(all(feature = "delegate", not(feature = "tch")))]
+    {
+        runner::cli::main::<runner::cli::Delegate>()
+    }
+    #[cfg(any(not(feature = "delegate"), feature = "tch"))]
+    {
+        runner::cli::main::<runner::cli::InProcess>()
+    }
 }

@@ -14,7 +14,7 @@ use crate::config::types::JobKind;
 /// (--profile, presets/) → the experiment file → RUNNER_<SECTION>__<KEY> environment
 /// variables → the command line (--set key=value, bare key=value, --seed, --output-dir).
 #[derive(Debug, Parser)]
-#[command(name = "runner", version, max_term_width = 100)]
+#[command(name = "runner", version = env!("RUNNER_VERSION_LINE"), max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

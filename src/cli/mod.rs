@@ -6,6 +6,7 @@
 mod args;
 mod completions;
 mod diff;
+pub mod engine;
 mod export;
 mod init;
 mod launch;
@@ -30,6 +31,7 @@ use clap::Parser as _;
 pub use args::{
     Cli, Command, ConfigArgs, DiffArgs, DiffFormat, LogFormat, OutputFormat, SlurmArgs,
 };
+pub use engine::{Delegate, Engine, InProcess};
 
 use crate::config::{Diagnostics, Resolved};
 use crate::dist::rank_log;
@@ -37,10 +39,13 @@ use crate::dist::rank_log;
 /// Exit code for configuration errors (runtime failures exit 1).
 pub const EXIT_CONFIG: u8 = 2;
 
-pub fn main() -> ExitCode {
+/// The command line of a binary whose engine commands run as `E` says: in this process
+/// (`engine::InProcess`), or in `runner-tch` beside it (`engine::Delegate`, the libtorch
+/// build's `runner`).
+pub fn main<E: Engine>() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
-    match dispatch(cli) {
+    match dispatch::<E>(cli) {
         Ok(code) => code,
         Err(e) => {
             let text = crate::error::render(&e, &rank_log::tag());
@@ -51,20 +56,25 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
-        Command::Validate { config, strict } => validate::validate(&config, strict),
+/// The configuration commands, here; every other command goes to the engine (`E`): what
+/// `runner` of the libtorch build answers without `runner-tch`.
+fn dispatch<E: Engine>(cli: Cli) -> Result<ExitCode> {
+    let Cli {
+        command,
+        quiet,
+        log_format,
+    } = cli;
+    match command {
+        Command::Validate {
+            config,
+            strict: false,
+        } => validate::validate(&config, false),
         Command::Show {
             config,
             format,
             explain,
         } => show::show(&config, format.into(), explain),
         Command::Diff(args) => diff::diff(&args),
-        Command::Run {
-            config,
-            dry_run,
-            sweep_cell,
-        } => run::run(&config, sweep_cell, dry_run, cli.quiet, cli.log_format),
         Command::Runs {
             dirs,
             sort,
@@ -75,28 +85,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             config,
             format,
             plot,
-            measure,
-        } => plan::plan(&config, format, plot.as_deref(), measure),
+            measure: false,
+        } => plan::plan(&config, format, plot.as_deref(), false),
         Command::Plot {
             dirs,
             metric,
             output,
         } => plot::plot(&dirs, &metric, &output),
-        Command::Rerun {
-            run_dir,
-            output_dir,
-            check,
-            allow_drift,
-        } => rerun::rerun(
-            &run_dir,
-            output_dir.as_deref(),
-            check,
-            allow_drift,
-            cli.quiet,
-            cli.log_format,
-        ),
-        Command::Sweep(args) => sweep::sweep(&args, cli.log_format),
-        Command::Launch { config, slurm } => launch::launch(&config, &slurm),
         Command::Schema {
             profile,
             base,
@@ -111,6 +106,43 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             schema::schema(which, check, write, &root)
         }
+        Command::Profiles => profiles::profiles(),
+        Command::Init { job, path } => init::init(&job, path.as_deref()),
+        Command::Completions { shell } => completions::completions(shell),
+        engine => E::run(engine, quiet, log_format),
+    }
+}
+
+/// The commands that train, measure, check this machine or read weights, in this process.
+fn dispatch_engine(command: Command, quiet: bool, log_format: LogFormat) -> Result<ExitCode> {
+    match command {
+        Command::Validate { config, strict } => validate::validate(&config, strict),
+        Command::Plan {
+            config,
+            format,
+            plot,
+            measure,
+        } => plan::plan(&config, format, plot.as_deref(), measure),
+        Command::Run {
+            config,
+            dry_run,
+            sweep_cell,
+        } => run::run(&config, sweep_cell, dry_run, quiet, log_format),
+        Command::Rerun {
+            run_dir,
+            output_dir,
+            check,
+            allow_drift,
+        } => rerun::rerun(
+            &run_dir,
+            output_dir.as_deref(),
+            check,
+            allow_drift,
+            quiet,
+            log_format,
+        ),
+        Command::Sweep(args) => sweep::sweep(&args, log_format),
+        Command::Launch { config, slurm } => launch::launch(&config, &slurm),
         Command::Export {
             run_dir,
             encoder_only,
@@ -122,9 +154,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             checkpoint.as_deref(),
             output.as_deref(),
         ),
-        Command::Profiles => profiles::profiles(),
-        Command::Init { job, path } => init::init(&job, path.as_deref()),
-        Command::Completions { shell } => completions::completions(shell),
+        // `dispatch` answers every other command itself.
+        other => dispatch::<InProcess>(Cli {
+            command: other,
+            quiet,
+            log_format,
+        }),
     }
 }
 

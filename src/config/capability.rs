@@ -295,7 +295,7 @@ const MACHINE: &[MachineRow] = &[
         why: |_, _| "this runner binary was built without the libtorch (`tch`) backend".into(),
         fix: |_, _| {
             "build one with `just setup-tch && just build-tch` (cargo build --release \
-             --features tch, libtorch from the torch 2.9.0 wheel; see the README's GPU \
+             --features tch, libtorch from the torch 2.11.0 wheel; see the README's GPU \
              section), or use hardware.backend: flex (e.g. --profile cpu)"
                 .into()
         },
