@@ -269,3 +269,12 @@ bench-cli: build build-tch
         './target/release/runner show experiments/mnli.yaml --profile 8xA100' \
         './target/tch/release/runner show experiments/mnli.yaml --profile 8xA100' \
         './target/tch/release/runner-tch show experiments/mnli.yaml --profile 8xA100'
+
+# The GPU quarter-hour, prepared here: `runner-tch` built against torch 2.11 (`just
+# build-tch`), stripped, with the data the check needs in target/gpu-check (at most 55 MiB);
+# prints the command to run on the GPU host and the folder to carry there
+# (bench/gpu_check.py). `just gpu-check --smoke` then rehearses the same checks on this CPU
+# (libtorch's CPU, tiny shapes, Gloo) into target/gpu-check-smoke.
+gpu-check *flags: build-tch setup-bench
+    python3 bench/gpu_check.py prepare --binary target/tch/release/runner-tch --bundle target/gpu-check
+    if [ "{{flags}}" = "--smoke" ]; then .venv-bench/bin/python bench/gpu_check.py run --smoke --bundle target/gpu-check --out target/gpu-check-smoke; fi

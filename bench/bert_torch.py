@@ -13,26 +13,31 @@ p = argparse.ArgumentParser()
 for name, default in [("batch", 32), ("seq", 128), ("steps", 10), ("warmup", 2),
                       ("layers", 4), ("hidden", 256), ("heads", 4), ("threads", 2)]:
     p.add_argument(f"--{name}", type=int, default=default)
+p.add_argument("--device", default="cpu")
+p.add_argument("--bf16", action="store_true", help="autocast to bf16 (CUDA)")
 p.add_argument("--profile", metavar="JSON",
                help="profile the timed steps instead and write the milliseconds per step by op "
                     "kind to JSON (bench/profile.sh)")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
-model = build_bert(30522, a.layers, a.hidden, a.heads).train()
+model = build_bert(30522, a.layers, a.hidden, a.heads).train().to(a.device)
 opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
-ids = torch.randint(1000, 30000, (a.batch, a.seq))
-labels = torch.randint(0, 3, (a.batch,))
-mask = torch.ones(a.batch, a.seq, dtype=torch.long)
+ids = torch.randint(1000, 30000, (a.batch, a.seq)).to(a.device)
+labels = torch.randint(0, 3, (a.batch,)).to(a.device)
+mask = torch.ones(a.batch, a.seq, dtype=torch.long).to(a.device)
 
 
 def step():
-    out = model(input_ids=ids, attention_mask=mask, labels=labels)
+    with torch.autocast(a.device.split(":")[0], dtype=torch.bfloat16, enabled=a.bf16):
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
     out.loss.item()
     opt.zero_grad(set_to_none=True)
     out.loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
+    if a.device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 if a.profile:

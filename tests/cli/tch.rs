@@ -1,4 +1,4 @@
-//! The libtorch backend (`--features tch`, libtorch from the torch 2.9.0 wheel): every job takes
+//! The libtorch backend (`--features tch`, libtorch from the torch wheel): every job takes
 //! the same steps on libtorch's CPU as on the embedded flex backend, the tiny experiment trains
 //! on it, and a missing GPU is named before any work. CI runs these with
 //! `cargo test --locked --features tch --test cli tch::`; without the feature the module is left out.
@@ -139,4 +139,83 @@ fn an_absent_gpu_is_named_before_any_work() {
         "{err}"
     );
     assert!(!run.exists(), "nothing is written");
+}
+
+/// `just gpu-check`'s preparation, with the binary this build already has (the recipe uses the
+/// release `runner-tch`): the bundle holds the stripped executable and the check's data within
+/// 55 MiB, and the command to run on the GPU host fits in 2,000 characters.
+#[test]
+fn the_gpu_check_bundle_fits_and_names_its_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("gpu-check");
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("bench/gpu_check.py"))
+        .args(["prepare", "--binary"])
+        .arg(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("--bundle")
+        .arg(&bundle)
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let command = text
+        .lines()
+        .find_map(|l| l.strip_prefix("command: "))
+        .expect("the command is printed");
+    assert!(command.len() <= 2000, "{command}");
+    assert!(
+        command.starts_with("python3 bench/gpu_check.py run --bundle ")
+            && command.ends_with("--out $OUT"),
+        "{command}"
+    );
+    assert!(text.contains("carry: ["), "{text}");
+    let mut bytes = 0;
+    let mut files = Vec::new();
+    for e in walk(&bundle) {
+        bytes += std::fs::metadata(&e).unwrap().len();
+        files.push(
+            e.strip_prefix(&bundle)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    assert!(bytes <= 55 << 20, "{bytes} bytes");
+    for want in [
+        "bin/runner-tch",
+        "data/fashion-mnist/train-images-idx3-ubyte.gz",
+        "data/fashion-mnist/t10k-images-idx3-ubyte.gz",
+        "data/long/train.tsv",
+        "data/clips/bikes/000001.jpg",
+        "manifest.json",
+    ] {
+        assert!(files.iter().any(|f| f == want), "{want} missing: {files:?}");
+    }
+    // Stripped: no symbol table left.
+    let nm = std::process::Command::new("nm")
+        .arg(bundle.join("bin/runner-tch"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&nm.stderr).contains("no symbols"),
+        "{}",
+        String::from_utf8_lossy(&nm.stderr)
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
