@@ -6,7 +6,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Request;
 use crate::config::render::Format;
-use crate::config::types::JobKind;
 
 /// Declarative YAML/TOML experiment files in, reproducible deep-learning training runs out.
 ///
@@ -204,13 +203,28 @@ pub enum Command {
     },
     /// List the available profiles with their descriptions.
     Profiles,
-    /// Write a commented starter experiment listing every key of a job.
+    /// Write a commented starter experiment listing every key of a job, or (with
+    /// `--from-command`) the experiment a training command you already have describes.
+    ///
+    /// The command may be MAE's `main_pretrain.py` or `submitit_pretrain.py`, Hugging Face's
+    /// `run_glue.py` (also under `xla_spawn.py`), Megatron/MindSpeed's `pretrain_*.py` or
+    /// Open-Sora-Plan's `train_causalvae.py`, with `torchrun` or `python -m
+    /// torch.distributed.launch` in front and `export NAME=VALUE` lines before it. Each flag
+    /// becomes its key, with the flag in a comment; flags with no counterpart are listed at the
+    /// top with the reason. The file is checked at once: exit 2 names what must still be added
+    /// (a data path, say).
     Init {
-        /// mae, text_classification or causal_vae.
-        #[arg(value_parser = clap::builder::PossibleValuesParser::new(JobKind::ALL.iter().map(|j| j.as_str())))]
-        job: String,
+        /// mae, text_classification or causal_vae (with a command, only where its script does
+        /// not say it; otherwise this argument is the PATH).
+        job: Option<String>,
         /// Where to write it (default: standard output). An existing file is never overwritten.
         path: Option<PathBuf>,
+        /// The training command, quoted as one argument (or give it after `--`).
+        #[arg(long, value_name = "COMMAND")]
+        from_command: Option<String>,
+        /// The training command, after `--`.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
     },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },

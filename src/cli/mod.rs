@@ -107,7 +107,12 @@ fn dispatch<E: Engine>(cli: Cli) -> Result<ExitCode> {
             schema::schema(which, check, write, &root)
         }
         Command::Profiles => profiles::profiles(),
-        Command::Init { job, path } => init::init(&job, path.as_deref()),
+        Command::Init {
+            job,
+            path,
+            from_command,
+            command,
+        } => init::init(job.as_deref(), path.as_deref(), from_command, &command),
         Command::Completions { shell } => completions::completions(shell),
         engine => E::run(engine, quiet, log_format),
     }

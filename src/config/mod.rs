@@ -12,6 +12,7 @@ pub mod derived;
 pub mod devices;
 pub mod diagnostic;
 pub mod edits;
+pub mod from_command;
 pub mod hub;
 pub mod interpolate;
 pub mod layers;

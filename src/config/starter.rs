@@ -45,7 +45,8 @@ fn wrap_comment(text: &str, indent: &str, out: &mut String) {
     }
 }
 
-fn yaml_value(v: &Json) -> String {
+/// A value as a YAML flow scalar or list (`[0.9, 0.999]`), for one-line keys.
+pub fn yaml_value(v: &Json) -> String {
     match v {
         Json::Array(items) => format!(
             "[{}]",

@@ -42,6 +42,9 @@ use Tool::{HuggingFace as Hf, Mae, Megatron as Mg, OpenSoraPlan as Osp};
 const LAUNCHER: &str = "set per process by the launcher: `runner run` starts its workers itself \
     or reads RANK/LOCAL_RANK/WORLD_SIZE from torchrun or Slurm; size the job with \
     hardware.nnodes and hardware.nproc_per_node";
+const SLURM_ONLY: &str = "a Slurm request, not a training setting: give it to `runner launch \
+    EXP --slurm` (`--partition`, `--time`, or `--sbatch=--constraint=volta32gb` for \
+    `--use_volta32`)";
 const NO_COMPILE: &str = "torch.compile has no counterpart: runner executes eagerly on burn's \
     flex backend or libtorch";
 const NO_DISC: &str = "discriminator and perceptual (LPIPS) losses are not supported: the \
@@ -89,6 +92,20 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
         ),
     ),
     ("local_rank", Mae, Rejected(LAUNCHER)),
+    // MAE's submitit_pretrain.py (PRETRAIN.md's multi-node command) adds Slurm's side.
+    ("nodes", Mae, Key("hardware.nnodes", None)),
+    ("ngpus", Mae, Key("hardware.nproc_per_node", None)),
+    (
+        "job_dir",
+        Mae,
+        Rejected(
+            "submitit's folder for its logs and checkpoints: runner writes everything into output_dir (`runner launch --slurm` writes its batch script there too)",
+        ),
+    ),
+    ("use_volta32", Mae, Rejected(SLURM_ONLY)),
+    ("partition", Mae, Rejected(SLURM_ONLY)),
+    ("timeout", Mae, Rejected(SLURM_ONLY)),
+    ("comment", Mae, Rejected(SLURM_ONLY)),
     (
         "dist_on_itp",
         Mae,
@@ -358,11 +375,22 @@ pub const ALIASES: &[(&str, Tool, Alias)] = &[
         "model_name_or_path",
         Hf,
         Key(
-            "init_from",
-            Some("a local safetensors file: nothing is downloaded from a hub"),
+            "model.pretrained",
+            Some(
+                "a Hugging Face checkpoint folder, or a Hub id found in the local cache: nothing is downloaded",
+            ),
         ),
     ),
     ("task_name", Hf, Key("data.task", None)),
+    ("train_file", Hf, Key("data.train_file", None)),
+    (
+        "validation_file",
+        Hf,
+        Key(
+            "data.validation_files",
+            Some("a list: several held-out files are evaluated separately"),
+        ),
+    ),
     ("max_seq_length", Hf, Key("data.max_seq_length", None)),
     ("num_cores", Hf, Key("hardware.nproc_per_node", None)),
     (

@@ -11,6 +11,7 @@ mod diff;
 mod errors;
 mod extends;
 mod fuzz_config;
+mod init_from_command;
 mod interpolation;
 mod layers;
 mod lifecycle;
