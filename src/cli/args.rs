@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Request;
 use crate::config::render::Format;
+use crate::config::types::JobKind;
 
 /// Declarative YAML/TOML experiment files in, reproducible deep-learning training runs out.
 ///
@@ -185,16 +186,21 @@ pub enum Command {
     },
     /// Print the experiment JSON Schema (generated from runner's config types).
     Schema {
+        /// Print the schema of one job's experiments and bases (mae, text_classification or
+        /// causal_vae: its `model` and `data` keys in place, none required), which editors
+        /// complete from in YAML and TOML alike.
+        #[arg(long, value_name = "JOB", value_parser = parse_job, conflicts_with_all = ["check", "write", "profile", "base"])]
+        job: Option<JobKind>,
         /// Print the profile schema (same keys, none required) instead.
         #[arg(long, conflicts_with_all = ["check", "write", "base"])]
         profile: bool,
         /// Print the schema of base files (`extends`; same keys, none required) instead.
         #[arg(long, conflicts_with_all = ["check", "write"])]
         base: bool,
-        /// Fail (exit 1) when a committed schema (runner, profile, base) is stale.
+        /// Fail (exit 1) when a committed schema under schema/ is stale.
         #[arg(long, conflicts_with = "write")]
         check: bool,
-        /// Write schema/runner.schema.json, schema/profile.schema.json and schema/base.schema.json.
+        /// Write every schema under schema/: runner (any job), one per job, profile and base.
         #[arg(long)]
         write: bool,
         /// Repository root holding `schema/`.
@@ -382,4 +388,12 @@ impl ConfigArgs {
         }
         .with_process_env()
     }
+}
+
+/// A job's name on the command line (`--job`), with the list when it is not one.
+fn parse_job(s: &str) -> Result<JobKind, String> {
+    JobKind::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = JobKind::ALL.iter().map(|j| j.as_str()).collect();
+        format!("unknown job `{s}`: one of {}", names.join(", "))
+    })
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use super::{EXIT_CONFIG, refuse};
 use crate::config::from_command;
 use crate::config::loader::{Request, resolve_text};
-use crate::config::schema::EXPERIMENT_SCHEMA_FILE;
+use crate::config::schema::{EXPERIMENT_SCHEMA_FILE, job_schema_file};
 use crate::config::starter;
 use crate::config::types::JobKind;
 
@@ -40,7 +40,7 @@ pub fn init(
     };
     let Some(command) = command else {
         return match job.map(|j| (j, JobKind::parse(j))) {
-            Some((_, Some(job))) => write(path, &starter::starter(job, &schema_for(path))),
+            Some((_, Some(job))) => write(path, &starter::starter(job, &schema_for(path, job))),
             Some((other, None)) => Ok(refuse(&format!(
                 "unknown job `{other}`: runner init JOB [PATH] with JOB one of {}",
                 jobs()
@@ -66,7 +66,11 @@ pub fn init(
         Ok(i) => i,
         Err(why) => return Ok(refuse(&why)),
     };
-    let text = from_command::render(&imported, &command, &schema_for(path.as_deref()));
+    let text = from_command::render(
+        &imported,
+        &command,
+        &schema_for(path.as_deref(), imported.job),
+    );
     // Checked before anything is written, as `validate` would check the file.
     let shown = path
         .clone()
@@ -106,12 +110,12 @@ pub fn init(
     Ok(code)
 }
 
-fn schema_for(path: Option<&Path>) -> String {
+fn schema_for(path: Option<&Path>, job: JobKind) -> String {
     let target_dir = match path {
         Some(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
         None => PathBuf::new(),
     };
-    schema_reference(&target_dir)
+    schema_reference(&target_dir, job)
 }
 
 /// Prints `text`, or writes it to a new file `path` (never over an existing one).
@@ -141,18 +145,20 @@ fn write(path: Option<&Path>, text: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `$schema` path for a file in `dir`: relative to the nearest `schema/runner.schema.json`
-/// above it, else the conventional `../schema/runner.schema.json`.
-fn schema_reference(dir: &Path) -> String {
+/// The `$schema` path for a file of `job` in `dir`: the job's schema (which both YAML and TOML
+/// servers complete from; `config::editor_schema`) beside the nearest
+/// `schema/runner.schema.json` above `dir`, else the conventional `../schema/<job>.schema.json`.
+fn schema_reference(dir: &Path, job: JobKind) -> String {
     let start = crate::host::absolute(if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
         dir
     });
+    let file = job_schema_file(job);
     for (ups, ancestor) in start.ancestors().enumerate() {
         if ancestor.join(EXPERIMENT_SCHEMA_FILE).is_file() {
-            return format!("{}{EXPERIMENT_SCHEMA_FILE}", "../".repeat(ups));
+            return format!("{}{file}", "../".repeat(ups));
         }
     }
-    format!("../{EXPERIMENT_SCHEMA_FILE}")
+    format!("../{file}")
 }

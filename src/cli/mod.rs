@@ -93,15 +93,17 @@ fn dispatch<E: Engine>(cli: Cli) -> Result<ExitCode> {
             output,
         } => plot::plot(&dirs, &metric, &output),
         Command::Schema {
+            job,
             profile,
             base,
             check,
             write,
             root,
         } => {
-            let which = match (profile, base) {
-                (true, _) => schema::Which::Profile,
-                (_, true) => schema::Which::Base,
+            let which = match (job, profile, base) {
+                (Some(job), _, _) => schema::Which::Job(job),
+                (_, true, _) => schema::Which::Profile,
+                (_, _, true) => schema::Which::Base,
                 _ => schema::Which::Experiment,
             };
             schema::schema(which, check, write, &root)

@@ -1,5 +1,5 @@
-//! `runner schema`: the JSON Schemas generated from the config types; `--check` fails on a stale
-//! committed copy, `--write` refreshes it.
+//! `runner schema`: the JSON Schemas generated from the config types (`config::schema`);
+//! `--check` fails on a stale committed copy, `--write` refreshes them all.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -7,44 +7,32 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::config::schema::{self, BASE_SCHEMA_FILE, EXPERIMENT_SCHEMA_FILE, PROFILE_SCHEMA_FILE};
+use crate::config::types::JobKind;
 
 /// Which schema `runner schema` prints.
 #[derive(Debug, Clone, Copy)]
 pub enum Which {
     Experiment,
+    Job(JobKind),
     Profile,
     Base,
 }
 
 pub fn schema(which: Which, check: bool, write: bool, root: &Path) -> Result<ExitCode> {
-    let files = [
-        (
-            root.join(EXPERIMENT_SCHEMA_FILE),
-            schema::render(&schema::experiment_schema()),
-        ),
-        (
-            root.join(PROFILE_SCHEMA_FILE),
-            schema::render(&schema::profile_schema()),
-        ),
-        (
-            root.join(BASE_SCHEMA_FILE),
-            schema::render(&schema::base_schema()),
-        ),
-    ];
+    let files = schema::committed();
     if check {
         let stale: Vec<String> = files
             .iter()
             .filter(|(path, text)| {
-                std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str())
+                std::fs::read_to_string(root.join(path)).ok().as_deref() != Some(text.as_str())
             })
-            .map(|(path, _)| path.display().to_string())
+            .map(|(path, _)| root.join(path).display().to_string())
             .collect();
         if stale.is_empty() {
             println!(
-                "ok: {}, {} and {} are up to date",
-                files[0].0.display(),
-                files[1].0.display(),
-                files[2].0.display()
+                "ok: {} schemas under {} are up to date",
+                files.len(),
+                root.join("schema").display()
             );
             return Ok(ExitCode::SUCCESS);
         }
@@ -56,20 +44,26 @@ pub fn schema(which: Which, check: bool, write: bool, root: &Path) -> Result<Exi
     }
     if write {
         for (path, text) in &files {
+            let path = root.join(path);
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create `{}`", dir.display()))?;
             }
-            crate::durable::write(path, text.as_bytes())?;
+            crate::durable::write(&path, text.as_bytes())?;
             println!("wrote {}", path.display());
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let index = match which {
-        Which::Experiment => 0,
-        Which::Profile => 1,
-        Which::Base => 2,
+    let wanted = match which {
+        Which::Experiment => EXPERIMENT_SCHEMA_FILE.to_owned(),
+        Which::Job(job) => schema::job_schema_file(job),
+        Which::Profile => PROFILE_SCHEMA_FILE.to_owned(),
+        Which::Base => BASE_SCHEMA_FILE.to_owned(),
     };
-    print!("{}", files[index].1);
+    let (_, text) = files
+        .iter()
+        .find(|(path, _)| *path == wanted)
+        .expect("every schema `runner schema` prints is committed");
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

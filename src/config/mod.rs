@@ -11,6 +11,7 @@ pub mod chain;
 pub mod derived;
 pub mod devices;
 pub mod diagnostic;
+pub mod editor_schema;
 pub mod edits;
 pub mod from_command;
 pub mod hub;

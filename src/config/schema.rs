@@ -1,27 +1,37 @@
 //! JSON Schemas generated from the config types.
 //!
-//! `runner.schema.json` validates experiments and drives editor completion;
-//! `profile.schema.json` is the same with nothing required, for `presets/*.toml`;
-//! `base.schema.json` likewise for the base files experiments `extends`. Bases get a schema of
-//! their own rather than the experiment schema losing its `required` keys: a base is partial
-//! by design (only the merged result is validated, by the loader), while an editor should
-//! still flag a full experiment that lacks `name` or `job`.
-//! Both are committed under `schema/`; `runner schema --check` (and a test) fails when the
-//! committed files differ from what the types generate, as ruff and uv do for theirs.
+//! [`experiment_schema`] is the form runner itself walks (`edits`, `suggest`, `starter`) and
+//! [`strict_experiment_schema`] the one values are validated against. The files committed
+//! under `schema/` ([`committed`]) are those, shaped for editors by [`super::editor_schema`]:
+//! - `runner.schema.json` validates an experiment of any job (`if job == … then` picks the
+//!   job's `model`/`data` keys) and requires `name`, `job` and `data`;
+//! - `<job>.schema.json`, one per job, is what the shipped experiments, their bases and
+//!   `runner init` point at: that job's keys in place, nothing required (keys may come from
+//!   `extends`), understood by both yaml-language-server and taplo;
+//! - `profile.schema.json` (`presets/*.toml`) and `base.schema.json` (bases of any job): the
+//!   experiment's keys, none required.
 //!
-//! Draft-07 is used because it is what yaml-language-server and taplo understand best;
-//! it has everything we need (`if`/`then` picks the job's `model`/`data` keys).
+//! `runner schema --check` (and a test) fails when a committed file differs from what the
+//! types generate, as ruff and uv do for theirs.
+//!
+//! Draft-07 is used because it is what yaml-language-server and taplo understand best.
 
 use schemars::generate::SchemaSettings;
 use schemars::{Schema, json_schema};
 use serde_json::Value;
 
+use super::editor_schema::{self, Shape};
 use super::types::{Experiment, JobKind};
 
 /// Where the committed schemas live, relative to the repository root.
 pub const EXPERIMENT_SCHEMA_FILE: &str = "schema/runner.schema.json";
 pub const PROFILE_SCHEMA_FILE: &str = "schema/profile.schema.json";
 pub const BASE_SCHEMA_FILE: &str = "schema/base.schema.json";
+
+/// The committed schema of one job's experiments and bases.
+pub fn job_schema_file(job: JobKind) -> String {
+    format!("schema/{}.schema.json", job.as_str())
+}
 
 fn settings() -> SchemaSettings {
     SchemaSettings::draft07()
@@ -146,6 +156,57 @@ fn partial_schema(file: &str, title: &str, description: &str) -> Schema {
     schema
 }
 
+/// One job's schema, before shaping: the experiment's, under the job's name.
+fn job_schema(job: JobKind) -> Schema {
+    let mut schema = experiment_schema();
+    let obj = schema.as_object_mut().expect("root schema is an object");
+    obj.insert(
+        "$id".into(),
+        format!("https://runner.invalid/{}", job_schema_file(job)).into(),
+    );
+    obj.insert(
+        "title".into(),
+        format!("runner experiment: {}", job.as_str()).into(),
+    );
+    obj.insert(
+        "description".into(),
+        format!(
+            "An experiment or base of job `{}`: its keys, none required (a file may take \
+             them from the bases it `extends`; `runner validate` checks the merged result).",
+            job.as_str()
+        )
+        .into(),
+    );
+    schema
+}
+
+/// Every committed schema file: its path relative to the repository root, and its text.
+pub fn committed() -> Vec<(String, String)> {
+    let text =
+        |schema: Schema, shape: Shape| render(&editor_schema::shape(&schema.to_value(), shape));
+    let mut files = vec![
+        (
+            EXPERIMENT_SCHEMA_FILE.to_owned(),
+            text(experiment_schema(), Shape::General),
+        ),
+        (
+            PROFILE_SCHEMA_FILE.to_owned(),
+            text(profile_schema(), Shape::Partial),
+        ),
+        (
+            BASE_SCHEMA_FILE.to_owned(),
+            text(base_schema(), Shape::Partial),
+        ),
+    ];
+    for job in JobKind::ALL {
+        files.push((
+            job_schema_file(*job),
+            text(job_schema(*job), Shape::Job(*job)),
+        ));
+    }
+    files
+}
+
 /// The definition a field's schema refers to: draft-07 puts a field's `$ref` inside `allOf`
 /// so that its description can sit beside it.
 pub fn field_reference(field: &Value) -> Option<&str> {
@@ -162,7 +223,7 @@ pub fn field_reference(field: &Value) -> Option<&str> {
 }
 
 /// Pretty JSON with a trailing newline, as committed.
-pub fn render(schema: &Schema) -> String {
+fn render(schema: &Value) -> String {
     let mut s = serde_json::to_string_pretty(schema).expect("schema serializes");
     s.push('\n');
     s

@@ -62,25 +62,33 @@ fn every_shipped_experiment_validates_and_points_editors_at_the_schema() {
         let rel = f.strip_prefix(repo()).unwrap().to_path_buf();
         let out = stdout(runner().arg("validate").arg(&rel));
         assert!(out.starts_with("ok:"), "{out}");
+        // Editors complete from the job's own schema (config::editor_schema says why).
+        let shown: serde_json::Value = serde_json::from_str(&stdout(
+            runner().arg("show").arg(&rel).args(["--format", "json"]),
+        ))
+        .unwrap();
+        let job = shown["job"].as_str().unwrap();
         let text = std::fs::read_to_string(&f).unwrap();
         let first = text.lines().next().unwrap();
         match f.extension().unwrap().to_str().unwrap() {
             "yaml" => assert_eq!(
                 first,
-                "# yaml-language-server: $schema=../schema/runner.schema.json"
+                format!("# yaml-language-server: $schema=../schema/{job}.schema.json")
             ),
-            "toml" => assert_eq!(first, "#:schema ../schema/runner.schema.json"),
+            "toml" => assert_eq!(first, format!("#:schema ../schema/{job}.schema.json")),
             other => panic!("unexpected experiment file type {other}"),
         }
     }
-    // The bases are partial: editors check them against the schema that requires nothing.
+    // The bases are partial; the job's schema requires nothing.
     let bases = files_in("experiments/base");
     assert!(bases.len() >= 3, "a base per job family: {bases:?}");
     for f in bases {
         let text = std::fs::read_to_string(&f).unwrap();
+        let base: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let job = base["job"].as_str().unwrap();
         assert_eq!(
             text.lines().next().unwrap(),
-            "# yaml-language-server: $schema=../../schema/base.schema.json",
+            format!("# yaml-language-server: $schema=../../schema/{job}.schema.json"),
             "{f:?}"
         );
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
@@ -275,6 +283,20 @@ fn init_writes_a_starter_that_validates_for_every_job() {
             text.starts_with("# yaml-language-server: $schema="),
             "{text}"
         );
+        // In a repository laid out as this one, the file points at its job's schema.
+        std::fs::create_dir_all(dir.path().join("schema")).unwrap();
+        std::fs::write(dir.path().join("schema/runner.schema.json"), "{}").unwrap();
+        std::fs::create_dir_all(dir.path().join("experiments")).unwrap();
+        let inside = dir.path().join(format!("experiments/{job}.yaml"));
+        stdout(runner_in(dir.path()).args(["init", job]).arg(&inside));
+        assert_eq!(
+            std::fs::read_to_string(&inside)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+            format!("# yaml-language-server: $schema=../schema/{job}.schema.json")
+        );
         assert!(
             text.contains("# grad_accum_steps:")
                 && text.contains("# mask_ratio: 0.75") == (job == "mae"),
@@ -440,4 +462,40 @@ fn a_launcher_world_size_that_disagrees_with_the_config_is_refused() {
         "{err}"
     );
     assert!(!tmp.path().join("run").exists());
+}
+
+#[test]
+fn the_committed_general_schema_validates_every_job_and_rejects_another_jobs_keys() {
+    // Shaping the committed schemas for editors (config::editor_schema) must not change what
+    // they accept: every shipped experiment, resolved, validates against
+    // schema/runner.schema.json, and a key of another job's `model` does not.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("schema/runner.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft7::new(&schema).expect("valid draft-07");
+    for f in experiments() {
+        let rel = f.strip_prefix(repo()).unwrap().to_path_buf();
+        let shown: serde_json::Value = serde_json::from_str(&stdout(
+            runner().arg("show").arg(&rel).args(["--format", "json"]),
+        ))
+        .unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&shown)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", rel.display());
+        let mut wrong = shown.clone();
+        let foreign = if shown["job"] == "mae" {
+            "num_labels"
+        } else {
+            "mask_ratio"
+        };
+        wrong["model"][foreign] = serde_json::json!(2);
+        assert!(
+            !validator.is_valid(&wrong),
+            "{}: {foreign} accepted",
+            rel.display()
+        );
+    }
 }

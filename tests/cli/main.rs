@@ -3,11 +3,13 @@
 //! Filter by module: `cargo test --test cli train::`, `cargo test --test cli fuzz_config`.
 
 mod common;
+mod lsp_client;
 
 mod best;
 mod causal_vae;
 mod commands;
 mod diff;
+mod editors;
 mod errors;
 mod extends;
 mod fuzz_config;
