@@ -197,10 +197,11 @@ pub enum Command {
         /// Print the schema of base files (`extends`; same keys, none required) instead.
         #[arg(long, conflicts_with_all = ["check", "write"])]
         base: bool,
-        /// Fail (exit 1) when a committed schema under schema/ is stale.
+        /// Fail (exit 1) when a committed schema under schema/ or docs/reference.md is stale.
         #[arg(long, conflicts_with = "write")]
         check: bool,
-        /// Write every schema under schema/: runner (any job), one per job, profile and base.
+        /// Write every schema under schema/ (runner for any job, one per job, profile, base)
+        /// and docs/reference.md.
         #[arg(long)]
         write: bool,
         /// Repository root holding `schema/`.
@@ -209,6 +210,15 @@ pub enum Command {
     },
     /// List the available profiles with their descriptions.
     Profiles,
+    /// Document configuration keys: every key with no argument, a section's keys
+    /// (`runner config train`), or one key (`runner config train.epochs`): its type, range,
+    /// default, the seed tools' names for it and its documentation (as docs/reference.md).
+    Config {
+        /// A key (`optimizer.lr`), a section (`optimizer`), or a seed tool's name for a key
+        /// (`learning_rate`, `--accum_iter`).
+        #[arg(allow_hyphen_values = true)]
+        key: Option<String>,
+    },
     /// Write a commented starter experiment listing every key of a job, or (with
     /// `--from-command`) the experiment a training command you already have describes.
     ///

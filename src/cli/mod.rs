@@ -5,6 +5,7 @@
 
 mod args;
 mod completions;
+mod config;
 mod diff;
 pub mod engine;
 mod export;
@@ -109,6 +110,7 @@ fn dispatch<E: Engine>(cli: Cli) -> Result<ExitCode> {
             schema::schema(which, check, write, &root)
         }
         Command::Profiles => profiles::profiles(),
+        Command::Config { key } => config::config(key.as_deref()),
         Command::Init {
             job,
             path,

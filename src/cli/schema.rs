@@ -1,11 +1,13 @@
 //! `runner schema`: the JSON Schemas generated from the config types (`config::schema`);
-//! `--check` fails on a stale committed copy, `--write` refreshes them all.
+//! `--check` fails on a stale committed copy, `--write` refreshes them all, and with them
+//! `docs/reference.md` (`config::reference`), generated from the same types.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
+use crate::config::reference::{self, REFERENCE_FILE};
 use crate::config::schema::{self, BASE_SCHEMA_FILE, EXPERIMENT_SCHEMA_FILE, PROFILE_SCHEMA_FILE};
 use crate::config::types::JobKind;
 
@@ -19,7 +21,8 @@ pub enum Which {
 }
 
 pub fn schema(which: Which, check: bool, write: bool, root: &Path) -> Result<ExitCode> {
-    let files = schema::committed();
+    let mut files = schema::committed();
+    files.push((REFERENCE_FILE.to_owned(), reference::markdown()));
     if check {
         let stale: Vec<String> = files
             .iter()
@@ -30,9 +33,10 @@ pub fn schema(which: Which, check: bool, write: bool, root: &Path) -> Result<Exi
             .collect();
         if stale.is_empty() {
             println!(
-                "ok: {} schemas under {} are up to date",
-                files.len(),
-                root.join("schema").display()
+                "ok: {} schemas under {} and {} are up to date",
+                files.len() - 1,
+                root.join("schema").display(),
+                root.join(REFERENCE_FILE).display()
             );
             return Ok(ExitCode::SUCCESS);
         }

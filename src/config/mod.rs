@@ -21,6 +21,7 @@ pub mod loader;
 pub mod machine;
 pub mod metric;
 pub mod presets;
+pub mod reference;
 pub mod render;
 pub mod schema;
 pub mod spans;

@@ -22,21 +22,69 @@ fn schema_check_fails_on_a_stale_file() {
             .args(["schema", "--write", "--root"])
             .arg(dir.path()),
     );
-    let path = dir.path().join("schema/runner.schema.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("Passes over the training set", "Stale");
-    std::fs::write(&path, text).unwrap();
-    let (code, err) = failure(
-        runner()
-            .args(["schema", "--check", "--root"])
-            .arg(dir.path()),
-    );
-    assert_eq!(code, 1);
+    for file in ["schema/runner.schema.json", "docs/reference.md"] {
+        let path = dir.path().join(file);
+        let fresh = std::fs::read_to_string(&path).unwrap();
+        let stale = fresh.replace("Passes over the training set", "Stale");
+        assert_ne!(stale, fresh, "{file} documents train.epochs");
+        std::fs::write(&path, stale).unwrap();
+        let (code, err) = failure(
+            runner()
+                .args(["schema", "--check", "--root"])
+                .arg(dir.path()),
+        );
+        assert_eq!(code, 1);
+        assert!(
+            err.contains("stale") && err.contains(file) && err.contains("schema --write"),
+            "{err}"
+        );
+        std::fs::write(&path, fresh).unwrap();
+    }
+}
+
+#[test]
+fn config_documents_a_key_a_section_and_a_seed_tools_name() {
+    let epochs = stdout(runner().args(["config", "train.epochs"]));
+    for part in [
+        "integer ≥ 1",
+        "default `3`",
+        "`--num_train_epochs`",
+        "Passes over",
+    ] {
+        assert!(epochs.contains(part), "{part} in\n{epochs}");
+    }
+    // The same text as docs/reference.md.
+    let reference = std::fs::read_to_string(repo().join("docs/reference.md")).unwrap();
+    assert!(reference.contains("### `train.epochs`\n\ninteger ≥ 1 · default `3`"));
+    let section = stdout(runner().args(["config", "precision"]));
     assert!(
-        err.contains("stale") && err.contains("schema --write"),
+        section.contains("precision.dtype") && section.contains("one of `fp32`, `bf16`, `fp16`"),
+        "{section}"
+    );
+    // A job's key is documented once per job that has it.
+    let arch = stdout(runner().args(["config", "model.arch"]));
+    assert!(
+        arch.contains("model.arch (mae)") && arch.contains("`bert-base`"),
+        "{arch}"
+    );
+    let alias = stdout(runner().args(["config", "--learning_rate"]));
+    assert!(
+        alias.starts_with("`learning_rate` is Hugging Face"),
+        "{alias}"
+    );
+    assert!(alias.contains("optimizer.lr"), "{alias}");
+    let (code, err) = failure(runner().args(["config", "disc_start"]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no counterpart") && err.contains("LPIPS"),
         "{err}"
     );
+    let (code, err) = failure(runner().args(["config", "train.epoch"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("did you mean `train.epochs`"), "{err}");
+    // Every key, one line each.
+    let all = stdout(runner().arg("config"));
+    assert!(all.lines().count() > 80, "{all}");
 }
 
 /// The files in `experiments/` (or one of its folders).
