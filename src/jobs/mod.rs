@@ -139,6 +139,70 @@ impl Ready {
     }
 }
 
+/// An MAE run's model with `weights` loaded, on the host; `refusal` words the error for a run
+/// of another job (given its name).
+fn load_mae(
+    exp: &Experiment,
+    weights: &Path,
+    refusal: impl Fn(&str) -> String,
+) -> Result<(mae::model::MaeVit, mae::model::MaeShape)> {
+    let (ModelConfig::Mae(m), DataConfig::Mae(d)) = (&exp.model, &exp.data) else {
+        bail!("{}", refusal(&exp.job.to_string()));
+    };
+    let shape = mae::job::shape_of(m, d);
+    let model = crate::train::checkpoint::load_model_weights(
+        mae::model::MaeVit::new(&shape, &crate::train::backend::host_device()),
+        weights,
+    )?;
+    Ok((model, shape))
+}
+
+/// What a finished MAE run's encoder computes for whole images (see [`mae::model::MaeVit::encode`]).
+pub struct EncoderFeatures {
+    /// `[B, 1 + L, D]`, row-major.
+    pub values: Vec<f32>,
+    pub dims: [usize; 3],
+    /// The model's sizes, as a ViT built to receive the exported encoder needs them.
+    pub shape: mae::model::MaeShape,
+}
+
+/// The features of `images` (normalised, `[batch, 3, H, W]` row-major) under an MAE run's
+/// weights, on the host: what the exported encoder must reproduce in another framework.
+pub fn mae_encoder_features(
+    exp: &Experiment,
+    weights: &Path,
+    images: Vec<f32>,
+    batch: usize,
+) -> Result<EncoderFeatures> {
+    let (model, shape) = load_mae(exp, weights, |job| {
+        format!("encoder features need an MAE run; this run's job is `{job}`")
+    })?;
+    let device = crate::train::backend::host_device();
+    let side = shape.image_size;
+    if images.len() != batch * 3 * side * side {
+        bail!(
+            "{} values are not {batch} images of 3 × {side} × {side}",
+            images.len()
+        );
+    }
+    let images = burn::tensor::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(images, [batch, 3, side, side]),
+        &device,
+    );
+    let features = model.encode(images);
+    let dims = features.dims();
+    let values = features
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("features: {e:?}"))?;
+    Ok(EncoderFeatures {
+        values,
+        dims,
+        shape,
+    })
+}
+
 /// What `runner export` wrote.
 pub struct Exported {
     pub tensors: usize,
@@ -154,19 +218,12 @@ pub fn export(
     encoder_only: bool,
     out: &Path,
 ) -> Result<Exported> {
-    let (ModelConfig::Mae(m), DataConfig::Mae(d)) = (&exp.model, &exp.data) else {
-        bail!(
+    let (model, _) = load_mae(exp, weights, |job| {
+        format!(
             "`runner export` writes MAE weights under the reference names; this run's job is \
-             `{}`, whose weights are already in the run directory's model.safetensors",
-            exp.job
-        );
-    };
-    let device = crate::train::backend::host_device();
-    let shape = mae::job::shape_of(m, d);
-    let model = crate::train::checkpoint::load_model_weights(
-        mae::model::MaeVit::new(&shape, &device),
-        weights,
-    )?;
+             `{job}`, whose weights are already in the run directory's model.safetensors"
+        )
+    })?;
     let tensors = mae::export::reference_tensors(&model, encoder_only);
     let metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),

@@ -52,6 +52,18 @@ fn mae_tiny(run: &Path) -> assert_cmd::Command {
     cmd
 }
 
+/// `runner export RUN --encoder-only -o OUT`, and what it said.
+fn export_encoder(run: &Path, out: &Path) -> String {
+    crate::common::stdout(
+        runner()
+            .arg("export")
+            .arg(run)
+            .arg("--encoder-only")
+            .arg("-o")
+            .arg(out),
+    )
+}
+
 fn train_losses(run: &Path) -> Vec<f64> {
     metrics(run)
         .iter()
@@ -99,14 +111,7 @@ fn mae_tiny_learns_to_reconstruct_fashion_mnist() {
 
     // The encoder under the reference's names and PyTorch layouts.
     let encoder = tmp.path().join("encoder.safetensors");
-    let said = crate::common::stdout(
-        runner()
-            .arg("export")
-            .arg(&run)
-            .arg("--encoder-only")
-            .arg("-o")
-            .arg(&encoder),
-    );
+    let said = export_encoder(&run, &encoder);
     assert!(said.contains("wrote"), "{said}");
     let bytes = std::fs::read(&encoder).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -283,4 +288,79 @@ fn bad_image_data_is_reported_before_any_run_directory() {
         );
         assert!(!run.exists(), "a run directory was left behind");
     }
+}
+
+#[test]
+fn the_exported_encoder_loads_into_timm_with_runners_features() {
+    // A short mae-tiny run, its encoder exported, loaded into timm's ViT of the same size:
+    // only the classifier head is missing, and timm's features of two images equal runner's.
+    fashion_mnist();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    crate::common::stdout(mae_tiny(&run).args([
+        "train.max_steps=3",
+        "scheduler.warmup_steps=1",
+        "eval.strategy=no",
+        "checkpoint.strategy=no",
+    ]));
+    let encoder = tmp.path().join("encoder.safetensors");
+    export_encoder(&run, &encoder);
+    // Runner's own features of two images, through the encoder the trainer uses.
+    let resolved = runner::run::resolve_run_dir(&run)
+        .unwrap()
+        .unwrap_or_else(|_| panic!("the run's configuration resolves"));
+    let side = 28;
+    let batch = 2;
+    let images: Vec<f32> = (0..batch * 3 * side * side)
+        .map(|i| ((i * 7919 % 251) as f32 / 125.0) - 1.0)
+        .collect();
+    let features = runner::jobs::mae_encoder_features(
+        &resolved.experiment,
+        &run.join("model.safetensors"),
+        images.clone(),
+        batch,
+    )
+    .unwrap();
+    let s = &features.shape;
+    assert_eq!((s.image_size, s.patch_size), (side, 4));
+    let raw = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    std::fs::write(tmp.path().join("images.f32"), raw(&images)).unwrap();
+    std::fs::write(tmp.path().join("features.f32"), raw(&features.values)).unwrap();
+    let out = Command::new("python3")
+        .arg(crate::common::repo().join("tests/cli/fixtures/timm_features.py"))
+        .arg(&encoder)
+        .arg(tmp.path().join("images.f32"))
+        .arg(tmp.path().join("features.f32"))
+        .arg(format!(
+            "{},{},{},{},{},{batch}",
+            s.image_size, s.patch_size, s.embed_dim, s.depth, s.num_heads
+        ))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "timm failed (install it and a torchvision built for the venv's torch into the python3 \
+         on PATH, without touching torch: `pip install --no-deps timm==1.0.31 \
+         torchvision==0.26.0`; .ci/run does):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("timm: {said}");
+    assert_eq!(
+        said["missing"],
+        serde_json::json!(["head.bias", "head.weight"]),
+        "{said}"
+    );
+    assert_eq!(said["unexpected"], serde_json::json!([]), "{said}");
+    assert_eq!(said["shape"], serde_json::json!(features.dims), "{said}");
+    assert_eq!(features.dims, [batch, 1 + 49, 128]);
+    let (diff, scale) = (
+        said["max_abs_diff"].as_f64().unwrap(),
+        said["max_abs"].as_f64().unwrap(),
+    );
+    assert!(scale > 0.1, "{said}");
+    assert!(
+        diff < 1e-4 * scale.max(1.0),
+        "features differ by {diff}: {said}"
+    );
 }

@@ -244,6 +244,30 @@ impl MaeVit {
         self.predict(y)
     }
 
+    /// The encoder on whole images, no patch hidden: `[CLS]` and every patch after the final
+    /// norm, `[B, 1 + L, D]`, what a ViT built from the exported encoder computes (timm's
+    /// `VisionTransformer.forward_features`).
+    pub fn encode(&self, images: Tensor<4>) -> Tensor<3> {
+        let device = images.device();
+        let [batch, _, height, width] = images.dims();
+        let patches = (height / self.patch_size) * (width / self.patch_size);
+        let every: Vec<i64> = (0..(batch * patches) as i64).collect();
+        let index =
+            || Tensor::from_data(TensorData::new(every.clone(), [batch * patches]), &device);
+        let input = MaeInput {
+            keep_index: index(),
+            restore_index: index(),
+            hidden: Tensor::zeros([batch, patches], &device),
+            keep: patches,
+            images,
+        };
+        let mut x = self.embed_visible(&input);
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        self.norm.forward(x)
+    }
+
     /// The encoder's input: `[CLS]` and the visible patches, embedded with their positions,
     /// `[B, 1 + keep, D]`.
     pub fn embed_visible(&self, input: &MaeInput) -> Tensor<3> {
