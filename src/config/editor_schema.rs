@@ -118,29 +118,13 @@ fn each_schema(node: &mut Value, visit: &mut dyn FnMut(&mut Map<String, Value>))
     }
 }
 
-/// The definition a node refers to: `{"$ref": …}`, or schemars' `{"allOf": [{"$ref": …}]}`
-/// wrapper, which is taken off the node.
+/// The definition a node refers to (`schema::reference_of`), taken off the node.
 fn take_reference(node: &mut Map<String, Value>) -> Option<String> {
-    let name = |r: &Value| {
-        r.as_str()
-            .and_then(|r| r.strip_prefix("#/definitions/"))
-            .map(str::to_owned)
-    };
-    if let Some(r) = node.remove("$ref") {
-        return name(&r);
-    }
-    let wrapped = match node.get("allOf") {
-        Some(Value::Array(all)) if all.len() == 1 => all[0]
-            .as_object()
-            .filter(|o| o.len() == 1)
-            .and_then(|o| o.get("$ref"))
-            .and_then(name),
-        _ => None,
-    };
-    if wrapped.is_some() {
+    let name = super::schema::reference_of(node)?.to_owned();
+    if node.remove("$ref").is_none() {
         node.remove("allOf");
     }
-    wrapped
+    Some(name)
 }
 
 /// Every reference replaced by its definition, the referring node's own keys (description,

@@ -122,31 +122,11 @@ fn allow_interpolation(root: &mut serde_json::Map<String, Value>) {
     }
 }
 
-/// The profile schema: the experiment's keys, none required.
-pub fn profile_schema() -> Schema {
-    partial_schema(
-        PROFILE_SCHEMA_FILE,
-        "runner profile",
-        "A hardware profile (`presets/*.toml`, `--profile`): any experiment keys, none required, \
-         merged below the experiment file. `description` is the profile's own one-liner.",
-    )
-}
-
-/// The schema of a base file (`extends`): the experiment's keys, none required.
-pub fn base_schema() -> Schema {
-    partial_schema(
-        BASE_SCHEMA_FILE,
-        "runner base experiment",
-        "A base that experiments build on (`extends`): any experiment keys, none required; \
-         only the experiment's merged result is validated.",
-    )
-}
-
-/// The experiment schema with nothing required, under another name.
-fn partial_schema(file: &str, title: &str, description: &str) -> Schema {
+/// The experiment schema under another file's name, title and description (required keys
+/// are dropped when it is shaped: `editor_schema::Shape`).
+fn titled(file: &str, title: &str, description: &str) -> Schema {
     let mut schema = experiment_schema();
     let obj = schema.as_object_mut().expect("root schema is an object");
-    obj.remove("required");
     obj.insert(
         "$id".into(),
         format!("https://runner.invalid/{file}").into(),
@@ -156,28 +136,37 @@ fn partial_schema(file: &str, title: &str, description: &str) -> Schema {
     schema
 }
 
-/// One job's schema, before shaping: the experiment's, under the job's name.
+/// The profile schema: the experiment's keys, none required.
+fn profile_schema() -> Schema {
+    titled(
+        PROFILE_SCHEMA_FILE,
+        "runner profile",
+        "A hardware profile (`presets/*.toml`, `--profile`): any experiment keys, none required, \
+         merged below the experiment file. `description` is the profile's own one-liner.",
+    )
+}
+
+/// The schema of a base file (`extends`): the experiment's keys, none required.
+fn base_schema() -> Schema {
+    titled(
+        BASE_SCHEMA_FILE,
+        "runner base experiment",
+        "A base that experiments build on (`extends`): any experiment keys, none required; \
+         only the experiment's merged result is validated.",
+    )
+}
+
+/// One job's schema: the experiment's keys, that job's `model` and `data`, none required.
 fn job_schema(job: JobKind) -> Schema {
-    let mut schema = experiment_schema();
-    let obj = schema.as_object_mut().expect("root schema is an object");
-    obj.insert(
-        "$id".into(),
-        format!("https://runner.invalid/{}", job_schema_file(job)).into(),
-    );
-    obj.insert(
-        "title".into(),
-        format!("runner experiment: {}", job.as_str()).into(),
-    );
-    obj.insert(
-        "description".into(),
-        format!(
+    titled(
+        &job_schema_file(job),
+        &format!("runner experiment: {}", job.as_str()),
+        &format!(
             "An experiment or base of job `{}`: its keys, none required (a file may take \
              them from the bases it `extends`; `runner validate` checks the merged result).",
             job.as_str()
-        )
-        .into(),
-    );
-    schema
+        ),
+    )
 }
 
 /// Every committed schema file: its path relative to the repository root, and its text.
@@ -210,13 +199,19 @@ pub fn committed() -> Vec<(String, String)> {
 /// The definition a field's schema refers to: draft-07 puts a field's `$ref` inside `allOf`
 /// so that its description can sit beside it.
 pub fn field_reference(field: &Value) -> Option<&str> {
-    field
+    field.as_object().and_then(reference_of)
+}
+
+/// The definition a schema object names: its `$ref`, or that of schemars' one-element
+/// `allOf: [{"$ref": …}]` wrapper.
+pub fn reference_of(schema: &serde_json::Map<String, Value>) -> Option<&str> {
+    schema
         .get("$ref")
-        .or_else(|| {
-            field
-                .get("allOf")
-                .and_then(|a| a.get(0))
-                .and_then(|a| a.get("$ref"))
+        .or_else(|| match schema.get("allOf") {
+            Some(Value::Array(all)) if all.len() == 1 => {
+                all[0].as_object().filter(|o| o.len() == 1)?.get("$ref")
+            }
+            _ => None,
         })
         .and_then(Value::as_str)
         .and_then(|r| r.strip_prefix("#/definitions/"))

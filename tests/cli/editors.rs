@@ -179,10 +179,6 @@ impl Doc {
     }
 }
 
-fn server_for(language: Language) -> Server {
-    Server::start(language)
-}
-
 /// The properties a schema node offers.
 fn property_names(node: &Value) -> BTreeSet<String> {
     node["properties"]
@@ -245,7 +241,7 @@ fn with_interpolations(language: Language) -> Doc {
 }
 
 fn no_diagnostics_on_valid_files(language: Language) {
-    let server = server_for(language);
+    let server = Server::start(language);
     let mut docs = documents(language);
     docs.push(with_interpolations(language));
     let uris: Vec<(String, &Doc)> = docs
@@ -278,7 +274,7 @@ fn section_schema<'a>(schema: &'a Value, section: Option<&str>) -> &'a Value {
 }
 
 fn completion_offers_every_key(language: Language) {
-    let mut server = server_for(language);
+    let mut server = Server::start(language);
     let mut missing = vec![];
     for doc in documents(language) {
         let schema = doc.schema();
@@ -398,7 +394,7 @@ fn key_position(doc: &Doc, key: &str) -> (usize, usize) {
 }
 
 fn enum_values_and_arch(language: Language) {
-    let mut server = server_for(language);
+    let mut server = Server::start(language);
     for job in JOBS {
         let doc = probe_with(language, job, false);
         for (section, key, expected) in [
@@ -438,7 +434,7 @@ fn enum_values_and_arch(language: Language) {
 in_yaml_and_toml!(enum_values_and_arch: yaml_completion_offers_the_jobs_arch_and_enum_values, toml_completion_offers_the_jobs_arch_and_enum_values);
 
 fn hover_shows_description_and_default(language: Language) {
-    let mut server = server_for(language);
+    let mut server = Server::start(language);
     for job in JOBS {
         let doc = probe(language, job);
         let schema = doc.schema();
@@ -474,7 +470,7 @@ fn hover_shows_description_and_default(language: Language) {
 in_yaml_and_toml!(hover_shows_description_and_default: yaml_hover_shows_the_description_with_the_default, toml_hover_shows_the_description_with_the_default);
 
 fn diagnostics_on_the_offending_lines(language: Language) {
-    let server = server_for(language);
+    let server = Server::start(language);
     let doc = probe(language, "text_classification");
     let quoted = |s: &str| format!("\"{s}\"");
     let cases = [
