@@ -36,6 +36,7 @@ pub fn training_device(hw: &HardwareConfig, local_rank: usize) -> anyhow::Result
     if let Err(r) = capability::device(&hw, &facts()) {
         return Err(fail(r.message, r.help));
     }
+    crate::train::memory::keep_freed_buffers();
     make(&hw).map(Device::autodiff)
 }
 

@@ -9,6 +9,7 @@ pub mod collective;
 pub mod evaluate;
 pub mod job;
 pub mod loader;
+pub mod memory;
 pub mod metrics;
 pub mod optim;
 pub mod params;
