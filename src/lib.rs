@@ -14,6 +14,7 @@ pub mod durable;
 pub mod error;
 pub mod host;
 pub mod jobs;
+pub mod kernels;
 pub mod plan;
 pub mod plot;
 pub mod record;

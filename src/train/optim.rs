@@ -3,12 +3,15 @@
 //! AdamW with every value set from the config (burn's defaults differ from PyTorch's:
 //! epsilon 1e-5 and weight decay 1e-4), and no weight decay on 1-D parameters — biases and
 //! normalisation scales — as MAE's `param_groups_weight_decay` and Hugging Face's Trainer do.
+//! The update is [`crate::kernels::adamw_step`], one fused kernel per parameter on burn-flex,
+//! with burn's own AdamW state (`AdamWState`), so checkpoints keep their layout.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
-use burn::optim::{AdamWConfig, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::optim::{AdamWState, AdaptiveMomentumState, ModuleOptimizer, Optimizer};
+use burn::tensor::{Device, Tensor};
 
 use crate::config::types::{OptimizerConfig, OptimizerName};
+use crate::kernels::{AdamWHyper, adamw_step};
 
 /// The parameters that get no weight decay: every 1-D tensor.
 pub fn no_decay_ids<M: Module>(model: &M) -> Vec<ParamId> {
@@ -28,19 +31,63 @@ pub fn no_decay_ids<M: Module>(model: &M) -> Vec<ParamId> {
 pub fn build<M: Module>(cfg: &OptimizerConfig, model: &M) -> ModuleOptimizer {
     match cfg.name {
         OptimizerName::Adamw => {
-            let adamw = |weight_decay: f64| {
-                AdamWConfig::new()
-                    .with_beta_1(cfg.betas[0] as f32)
-                    .with_beta_2(cfg.betas[1] as f32)
-                    .with_epsilon(cfg.eps as f32)
-                    .with_weight_decay(weight_decay as f32)
+            let adamw = |weight_decay: f64| AdamW {
+                beta_1: cfg.betas[0] as f32,
+                beta_2: cfg.betas[1] as f32,
+                epsilon: cfg.eps as f32,
+                weight_decay: weight_decay as f32,
             };
-            adamw(cfg.weight_decay).init().with_group(
+            ModuleOptimizer::from(adamw(cfg.weight_decay)).with_group(
                 ParamGroup::from_ids(no_decay_ids(model)),
-                adamw(0.0).build(),
+                adamw(0.0),
                 None,
             )
         }
+    }
+}
+
+/// Decoupled-weight-decay Adam (Loshchilov & Hutter), as burn's `AdamW` without AMSGrad,
+/// whose state it keeps, stepped by the fused kernel.
+#[derive(Debug, Clone, Copy)]
+pub struct AdamW {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+}
+
+impl Optimizer for AdamW {
+    type State<const D: usize> = AdamWState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: f64,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        // A first step starts from zero moments, which is burn's first step exactly.
+        let (time, moment_1, moment_2) = match state {
+            Some(s) => (s.momentum.time, s.momentum.moment_1, s.momentum.moment_2),
+            None => (0, grad.zeros_like(), grad.zeros_like()),
+        };
+        let time = time + 1;
+        let hyper = AdamWHyper {
+            lr,
+            beta_1: self.beta_1,
+            beta_2: self.beta_2,
+            epsilon: self.epsilon,
+            weight_decay: self.weight_decay,
+            time: i32::try_from(time).unwrap_or(i32::MAX),
+        };
+        let (tensor, moment_1, moment_2) = adamw_step(tensor, grad, moment_1, moment_2, hyper);
+        let momentum = AdaptiveMomentumState::new(time, moment_1, moment_2);
+        (tensor, Some(AdamWState::new(momentum)))
+    }
+
+    fn to_device<const D: usize>(mut state: Self::State<D>, device: &Device) -> Self::State<D> {
+        state.momentum = state.momentum.to_device(device);
+        state
     }
 }
 
@@ -111,5 +158,49 @@ mod tests {
         let model = tiny(&device);
         // a.bias, ln.gamma, ln.beta
         assert_eq!(no_decay_ids(&model).len(), 3);
+    }
+
+    #[test]
+    fn the_fused_adamw_steps_as_burns_adamw() {
+        use burn::optim::AdamWConfig;
+        let (_guard, device) = crate::train::backend::seeded_test_device(3);
+        let cfg = OptimizerConfig {
+            weight_decay: 0.1,
+            ..OptimizerConfig::default()
+        };
+        let burns = |wd: f64| {
+            AdamWConfig::new()
+                .with_beta_1(cfg.betas[0] as f32)
+                .with_beta_2(cfg.betas[1] as f32)
+                .with_epsilon(cfg.eps as f32)
+                .with_weight_decay(wd as f32)
+        };
+        let start = tiny(&device);
+        let mut ours = build(&cfg, &start);
+        let mut reference = burns(cfg.weight_decay).init().with_group(
+            ParamGroup::from_ids(no_decay_ids(&start)),
+            burns(0.0).build(),
+            None,
+        );
+        let (mut a, mut b) = (start.clone(), start);
+        let x = Tensor::<2>::random([5, 3], burn::tensor::Distribution::Default, &device);
+        for step in 0..4 {
+            let lr = 1e-2 / f64::from(step + 1);
+            let grads = |m: &Tiny| {
+                let loss = m.ln.forward(m.a.forward(x.clone())).powi_scalar(3).sum();
+                GradientsParams::from_grads(loss.backward(), m)
+            };
+            let (ga, gb) = (grads(&a), grads(&b));
+            a = ours.step(lr, a, ga);
+            b = reference.step(lr, b, gb);
+        }
+        for (x, y) in [
+            (values(a.a.weight.val()), values(b.a.weight.val())),
+            (values(a.ln.gamma.val()), values(b.ln.gamma.val())),
+        ] {
+            for (x, y) in x.iter().zip(&y) {
+                assert!((x - y).abs() <= 1e-6 * y.abs().max(1.0), "{x} vs {y}");
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@ use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{DType, FloatDType};
 
 use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
+use crate::kernels::dropout;
 use crate::train::recompute::Stages;
 
 /// Sizes of one model (from `arch`, explicit keys, or a checkpoint's `config.json`).
@@ -238,7 +239,7 @@ impl BertClassifier {
             + e.position_embeddings.forward(positions)
             + e.token_type_embeddings
                 .forward(input.token_type_ids.clone());
-        e.dropout.forward(e.layer_norm.forward(x))
+        dropout(&e.dropout, e.layer_norm.forward(x))
     }
 
     /// Class logits, `[batch, num_labels]`.
@@ -251,7 +252,7 @@ impl BertClassifier {
         let [batch, _, h] = hidden.dims();
         let cls = hidden.slice([0..batch, 0..1]).reshape([batch, h]);
         let pooled = self.pooler.dense.forward(cls).tanh();
-        self.classifier.forward(self.dropout.forward(pooled))
+        self.classifier.forward(dropout(&self.dropout, pooled))
     }
 }
 
@@ -310,7 +311,7 @@ impl Layer {
 
 impl ResidualOutput {
     fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let y = self.dropout.forward(self.dense.forward(x));
+        let y = dropout(&self.dropout, self.dense.forward(x));
         self.layer_norm.forward(y + residual)
     }
 }
@@ -328,7 +329,7 @@ impl SelfAttention {
             .matmul(k.swap_dims(2, 3))
             .div_scalar((head_dim as f64).sqrt())
             + mask;
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = dropout(&self.dropout, softmax(scores, 3));
         probs
             .matmul(v)
             .swap_dims(1, 2)

@@ -1,0 +1,82 @@
+//! Fused kernels: one pass where burn's composed ops take many, for the two places issue 21's
+//! profile found a flex step losing to PyTorch outside its matrix products: AdamW's update
+//! (a dozen element-wise ops per parameter, four of them allocating) and dropout (a float
+//! drawn per element from a ChaCha stream on one thread, a mask kept for backward).
+//!
+//! One backend extension trait, [`FusedOps`], through burn's extension point
+//! (`#[backend_extension]`): each method has a default body composed of burn's own ops, which
+//! libtorch uses (its ops are already fast kernels), and burn-flex gets a hand-written loop
+//! over contiguous `f32` storage (`flex.rs`), falling back to the composed body for other
+//! dtypes and layouts. The autodiff backend routes to the inner backend and records the
+//! backward of a differentiable kernel itself (`dropout.rs`).
+//!
+//! AdamW's kernel computes what its composed body computes, in the same order of
+//! floating-point operations (a test compares it with burn's `AdamW`); the seeded dropout
+//! draws other masks than burn's `Dropout` would, from the same device RNG, so a seed still
+//! fixes every run.
+
+mod adamw;
+mod dropout;
+mod flex;
+
+pub use adamw::{AdamWHyper, adamw_step};
+pub use dropout::{Mask, dropout, mask_bits};
+
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+
+#[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
+pub trait FusedOps: Backend {
+    /// One AdamW update of one parameter: returns the parameter and both moments, updated
+    /// (see [`adamw_step`]).
+    fn adamw_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        hyper: AdamWHyper,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        adamw::composed::<Self>(param, grad, moment_1, moment_2, hyper)
+    }
+
+    /// Dropout with probability `prob` (see [`dropout`]): burn's Bernoulli draw by default.
+    fn dropout(x: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
+        dropout::composed::<Self>(x, prob)
+    }
+
+    /// `x` under the seeded mask `mask` ([`mask_bits`]): the forward and backward of the
+    /// seeded dropout.
+    fn dropout_masked(x: FloatTensor<Self>, mask: Mask) -> FloatTensor<Self> {
+        dropout::seeded_on_host::<Self>(x, mask)
+    }
+}
+
+#[cfg(feature = "tch")]
+impl FusedOps for burn::backend::LibTorch {}
+
+impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn dropout(x: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
+        dropout::autodiff::<B, C>(x, prob)
+    }
+}
+
+impl FusedOps for Flex {
+    fn adamw_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        hyper: AdamWHyper,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        flex::adamw_update(param, grad, moment_1, moment_2, hyper)
+    }
+
+    fn dropout(x: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
+        dropout::flex(x, prob)
+    }
+
+    fn dropout_masked(x: FloatTensor<Self>, mask: Mask) -> FloatTensor<Self> {
+        flex::dropout_masked(x, mask)
+    }
+}
