@@ -7,7 +7,7 @@ use burn::backend::{Flex, TensorMetadata};
 use burn::tensor::{Bytes, DType};
 use rayon::prelude::*;
 
-use super::{AdamWHyper, Mask, adamw, dropout};
+use super::{AdamWHyper, Mask, adamw, dropout, norm};
 
 /// Elements per rayon task: large enough that the split costs nothing beside the work.
 const CHUNK: usize = 1 << 16;
@@ -135,4 +135,99 @@ pub(super) fn dropout_masked(x: FlexTensor, mask: Mask) -> FlexTensor {
         return dropout::seeded_on_host::<Flex>(x, mask);
     }
     map_indexed(x, |i, v| mask.apply(i, v))
+}
+
+/// Rows per rayon task in the row-wise kernels (a fixed split, so the order in which the
+/// per-task partial sums of LayerNorm's `dγ`, `dβ` are added does not depend on scheduling).
+const ROWS_PER_TASK: usize = 32;
+
+pub(super) fn layer_norm_backward(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    dy: FlexTensor,
+    epsilon: f64,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (Some(xs), Some(gs), Some(dys)) = (elems(&x), elems(&gamma), elems(&dy)) else {
+        return norm::layer_norm_backward_composed::<Flex>(x, gamma, dy, epsilon);
+    };
+    let d = gs.len();
+    let n = xs.len();
+    let eps = epsilon as f32;
+    let inv_d = 1.0 / d as f32;
+    let chunk = ROWS_PER_TASK * d;
+    let mut dx: Vec<f32> = Vec::with_capacity(n);
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx.spare_capacity_mut()[..n]
+        .par_chunks_mut(chunk)
+        .zip(xs.par_chunks(chunk))
+        .zip(dys.par_chunks(chunk))
+        .map(|((out, x), dy)| {
+            let (mut pg, mut pb) = (vec![0f32; d], vec![0f32; d]);
+            for ((out, x), dy) in out.chunks_mut(d).zip(x.chunks(d)).zip(dy.chunks(d)) {
+                let mean = x.iter().sum::<f32>() * inv_d;
+                let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() * inv_d;
+                let rstd = 1.0 / (var + eps).sqrt();
+                let (mut a, mut b) = (0f32, 0f32);
+                for j in 0..d {
+                    let x_hat = (x[j] - mean) * rstd;
+                    let g = dy[j] * gs[j];
+                    a += g;
+                    b += g * x_hat;
+                    pg[j] += dy[j] * x_hat;
+                    pb[j] += dy[j];
+                }
+                let (a, b) = (a * inv_d, b * inv_d);
+                for j in 0..d {
+                    let x_hat = (x[j] - mean) * rstd;
+                    out[j].write(rstd * (dy[j] * gs[j] - a - x_hat * b));
+                }
+            }
+            (pg, pb)
+        })
+        .collect();
+    // SAFETY: every row of every chunk was written above.
+    unsafe { dx.set_len(n) };
+    let (mut d_gamma, mut d_beta) = (vec![0f32; d], vec![0f32; d]);
+    for (pg, pb) in &partials {
+        for j in 0..d {
+            d_gamma[j] += pg[j];
+            d_beta[j] += pb[j];
+        }
+    }
+    let vector = |v: Vec<f32>| {
+        FlexTensor::new(
+            Bytes::from_elems(v),
+            Layout::contiguous(gamma.shape()),
+            DType::F32,
+        )
+    };
+    let dx = FlexTensor::new(
+        Bytes::from_elems(dx),
+        Layout::contiguous(x.shape()),
+        DType::F32,
+    );
+    (dx, vector(d_gamma), vector(d_beta))
+}
+
+pub(super) fn softmax_last_backward(y: FlexTensor, dy: FlexTensor) -> FlexTensor {
+    let (Some(ys), Some(_)) = (elems(&y), elems(&dy)) else {
+        return norm::softmax_last_backward_composed::<Flex>(y, dy);
+    };
+    let shape = y.shape();
+    let d = shape[shape.num_dims() - 1];
+    let chunk = ROWS_PER_TASK * d;
+    // The upstream gradient is usually owned by this op alone: write into it.
+    let mut dx = owned(dy);
+    let n = ys.len();
+    owned_mut(&mut dx, n)
+        .par_chunks_mut(chunk)
+        .zip(ys.par_chunks(chunk))
+        .for_each(|(g, y)| {
+            for (g, y) in g.chunks_mut(d).zip(y.chunks(d)) {
+                let dot: f32 = y.iter().zip(g.iter()).map(|(a, b)| a * b).sum();
+                for (g, y) in g.iter_mut().zip(y) {
+                    *g = y * (*g - dot);
+                }
+            }
+        });
+    dx
 }

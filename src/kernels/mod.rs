@@ -18,13 +18,16 @@
 mod adamw;
 mod dropout;
 mod flex;
+mod norm;
 
 pub use adamw::{AdamWHyper, adamw_step};
 pub use dropout::{Mask, dropout, mask_bits};
+pub use norm::{LayerNorm, softmax_last};
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
 
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait FusedOps: Backend {
@@ -50,6 +53,38 @@ pub trait FusedOps: Backend {
     fn dropout_masked(x: FloatTensor<Self>, mask: Mask) -> FloatTensor<Self> {
         dropout::seeded_on_host::<Self>(x, mask)
     }
+
+    /// LayerNorm over the last dimension with scale `gamma` and shift `beta` (see
+    /// [`LayerNorm`]): the backend's own op.
+    fn layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::layer_norm(x, gamma, Some(beta), epsilon)
+    }
+
+    /// LayerNorm's gradients `(dx, dγ, dβ)` from its input, scale and output gradient.
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        norm::layer_norm_backward_composed::<Self>(x, gamma, dy, epsilon)
+    }
+
+    /// Softmax over the last dimension: the backend's own op.
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let last = x.shape().num_dims() - 1;
+        <Self as ActivationOps<Self>>::softmax(x, last)
+    }
+
+    /// Softmax's input gradient from its output `y` and output gradient `dy`.
+    fn softmax_last_backward(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        norm::softmax_last_backward_composed::<Self>(y, dy)
+    }
 }
 
 #[cfg(feature = "tch")]
@@ -58,6 +93,19 @@ impl FusedOps for burn::backend::LibTorch {}
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn dropout(x: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
         dropout::autodiff::<B, C>(x, prob)
+    }
+
+    fn layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        norm::layer_norm_autodiff::<B, C>(x, gamma, beta, epsilon)
+    }
+
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        norm::softmax_last_autodiff::<B, C>(x)
     }
 }
 
@@ -78,5 +126,18 @@ impl FusedOps for Flex {
 
     fn dropout_masked(x: FloatTensor<Self>, mask: Mask) -> FloatTensor<Self> {
         flex::dropout_masked(x, mask)
+    }
+
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        flex::layer_norm_backward(x, gamma, dy, epsilon)
+    }
+
+    fn softmax_last_backward(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::softmax_last_backward(y, dy)
     }
 }

@@ -15,13 +15,14 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig3d};
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, silu, softmax};
+use burn::tensor::activation::{sigmoid, silu};
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, FloatDType};
 
 use crate::config::types::ReconstructionLoss;
 use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
+use crate::kernels::softmax_last;
 use crate::train::recompute::{Out, Stage, Stages};
 use burn::tensor::ops::PadMode;
 
@@ -413,7 +414,7 @@ impl AttnBlock3d {
         let k = tokens(self.k.forward(n.clone()));
         let v = tokens(self.v.forward(n));
         let scores = q.matmul(k.swap_dims(1, 2)) * (c as f64).powf(-0.5);
-        let out = softmax(scores, 2).matmul(v);
+        let out = softmax_last(scores).matmul(v);
         let out = out.reshape([b, t, h, w, c]).permute([0, 4, 1, 2, 3]);
         x + self.proj_out.forward(out)
     }

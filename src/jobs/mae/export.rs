@@ -8,11 +8,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use burn::module::Param;
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::Linear;
 use burn::prelude::*;
 use safetensors::{Dtype, tensor::TensorView};
 
 use super::model::{Block, MaeVit};
+use crate::kernels::LayerNorm;
 
 /// One named tensor, row-major f32.
 pub struct Named {

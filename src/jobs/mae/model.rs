@@ -10,12 +10,13 @@
 use std::rc::Rc;
 
 use burn::module::Param;
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::{DType, FloatDType, TensorData};
 
 use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
+use crate::kernels::{LayerNorm, softmax_last};
 use crate::train::recompute::{Out, Stage, Stages};
 
 /// Sizes of one model.
@@ -176,7 +177,7 @@ fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
 }
 
 fn layer_norm(d: usize, device: &Device) -> LayerNorm {
-    LayerNormConfig::new(d).with_epsilon(LN_EPS).init(device)
+    LayerNorm::new(d, LN_EPS, device)
 }
 
 fn token(d: usize, device: &Device) -> Param<Tensor<3>> {
@@ -414,7 +415,7 @@ impl Attention {
         let scores = q
             .mul_scalar((head_dim as f64).powf(-0.5))
             .matmul(k.swap_dims(2, 3));
-        let out = softmax(scores, 3)
+        let out = softmax_last(scores)
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([batch, seq, dim]);

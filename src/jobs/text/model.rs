@@ -6,15 +6,14 @@
 use burn::module::Param;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
-    Linear, LinearConfig,
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig,
 };
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::{DType, FloatDType};
 
 use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
-use crate::kernels::dropout;
+use crate::kernels::{LayerNorm, dropout, softmax_last};
 use crate::train::recompute::Stages;
 
 /// Sizes of one model (from `arch`, explicit keys, or a checkpoint's `config.json`).
@@ -97,9 +96,7 @@ fn embedding(n: usize, d: usize, device: &Device) -> Embedding {
 }
 
 fn layer_norm(shape: &BertShape, device: &Device) -> LayerNorm {
-    LayerNormConfig::new(shape.hidden_size)
-        .with_epsilon(shape.layer_norm_eps)
-        .init(device)
+    LayerNorm::new(shape.hidden_size, shape.layer_norm_eps, device)
 }
 
 #[derive(Module, Debug)]
@@ -329,7 +326,7 @@ impl SelfAttention {
             .matmul(k.swap_dims(2, 3))
             .div_scalar((head_dim as f64).sqrt())
             + mask;
-        let probs = dropout(&self.dropout, softmax(scores, 3));
+        let probs = dropout(&self.dropout, softmax_last(scores));
         probs
             .matmul(v)
             .swap_dims(1, 2)
