@@ -3,10 +3,12 @@
 //! dtypes and strided layouts take the composed body.
 
 use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::ActivationOps;
 use burn::backend::{Flex, TensorMetadata};
 use burn::tensor::{Bytes, DType};
 use rayon::prelude::*;
 
+use super::gelu::{gelu_derivative, gelu_value};
 use super::{AdamWHyper, Mask, adamw, dropout, norm};
 
 /// Elements per rayon task: large enough that the split costs nothing beside the work.
@@ -227,6 +229,30 @@ pub(super) fn softmax_last_backward(y: FlexTensor, dy: FlexTensor) -> FlexTensor
                 for (g, y) in g.iter_mut().zip(y) {
                     *g = y * (*g - dot);
                 }
+            }
+        });
+    dx
+}
+
+pub(super) fn gelu(x: FlexTensor) -> FlexTensor {
+    if elems(&x).is_none() {
+        return <Flex as ActivationOps<Flex>>::gelu(x);
+    }
+    map_indexed(x, |_, v| gelu_value(v))
+}
+
+pub(super) fn gelu_backward(x: FlexTensor, dy: FlexTensor) -> FlexTensor {
+    let (Some(xs), Some(_)) = (elems(&x), elems(&dy)) else {
+        return <Flex as ActivationOps<Flex>>::gelu_backward(x, dy);
+    };
+    let mut dx = owned(dy);
+    let n = xs.len();
+    owned_mut(&mut dx, n)
+        .par_chunks_mut(CHUNK)
+        .zip(xs.par_chunks(CHUNK))
+        .for_each(|(g, x)| {
+            for (g, x) in g.iter_mut().zip(x) {
+                *g *= gelu_derivative(*x);
             }
         });
     dx

@@ -15,13 +15,18 @@
 //! draws other masks than burn's `Dropout` would, from the same device RNG, so a seed still
 //! fixes every run.
 
+// burn 0.22 marks burn-tch deprecated in favour of CubeCL; the design card names it.
+#![cfg_attr(feature = "tch", allow(deprecated))]
+
 mod adamw;
 mod dropout;
 mod flex;
+mod gelu;
 mod norm;
 
 pub use adamw::{AdamWHyper, adamw_step};
 pub use dropout::{Mask, dropout, mask_bits};
+pub use gelu::gelu;
 pub use norm::{LayerNorm, softmax_last};
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -85,6 +90,16 @@ pub trait FusedOps: Backend {
     fn softmax_last_backward(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
         norm::softmax_last_backward_composed::<Self>(y, dy)
     }
+
+    /// Exact GELU (see [`gelu`]): the backend's own op.
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::gelu(x)
+    }
+
+    /// GELU's input gradient from its input `x` and output gradient `dy`.
+    fn gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::gelu_backward(x, dy)
+    }
 }
 
 #[cfg(feature = "tch")]
@@ -106,6 +121,10 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
 
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
         norm::softmax_last_autodiff::<B, C>(x)
+    }
+
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        gelu::autodiff::<B, C>(x)
     }
 }
 
@@ -139,5 +158,13 @@ impl FusedOps for Flex {
 
     fn softmax_last_backward(y: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::softmax_last_backward(y, dy)
+    }
+
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::gelu(x)
+    }
+
+    fn gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::gelu_backward(x, dy)
     }
 }

@@ -12,11 +12,10 @@ use std::rc::Rc;
 use burn::module::Param;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use burn::tensor::{DType, FloatDType, TensorData};
 
 use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
-use crate::kernels::{LayerNorm, softmax_last};
+use crate::kernels::{LayerNorm, gelu, softmax_last};
 use crate::train::recompute::{Out, Stage, Stages};
 
 /// Sizes of one model.

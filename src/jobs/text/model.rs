@@ -9,11 +9,10 @@ use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig,
 };
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use burn::tensor::{DType, FloatDType};
 
 use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
-use crate::kernels::{LayerNorm, dropout, softmax_last};
+use crate::kernels::{LayerNorm, dropout, gelu, softmax_last};
 use crate::train::recompute::Stages;
 
 /// Sizes of one model (from `arch`, explicit keys, or a checkpoint's `config.json`).
