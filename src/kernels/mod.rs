@@ -1,19 +1,24 @@
-//! Fused kernels: one pass where burn's composed ops take many, for the two places issue 21's
+//! Fused kernels: one pass where burn's composed ops take many, for the places issue 21's
 //! profile found a flex step losing to PyTorch outside its matrix products: AdamW's update
-//! (a dozen element-wise ops per parameter, four of them allocating) and dropout (a float
-//! drawn per element from a ChaCha stream on one thread, a mask kept for backward).
+//! (a dozen element-wise ops per parameter, four of them allocating), dropout (a float drawn
+//! per element from a ChaCha stream on one thread, a mask kept for backward), LayerNorm and
+//! softmax (recorded by burn's autodiff as 5–8 separate ops each way), and GELU (libm's
+//! `erff` per element).
 //!
 //! One backend extension trait, [`FusedOps`], through burn's extension point
-//! (`#[backend_extension]`): each method has a default body composed of burn's own ops, which
-//! libtorch uses (its ops are already fast kernels), and burn-flex gets a hand-written loop
-//! over contiguous `f32` storage (`flex.rs`), falling back to the composed body for other
-//! dtypes and layouts. The autodiff backend routes to the inner backend and records the
-//! backward of a differentiable kernel itself (`dropout.rs`).
+//! (`#[backend_extension]`): each method has a default body, either the backend's own op or
+//! one composed of burn's ops; burn-flex gets hand-written loops over contiguous `f32`
+//! storage (`flex.rs`, falling back to the default for other dtypes and layouts), libtorch
+//! its own kernels where tch wraps them (`libtorch.rs`: AdamW in place, softmax's backward).
+//! The autodiff backend routes to the inner backend and records the backward of each
+//! differentiable kernel itself (`dropout.rs`, `norm.rs`, `gelu.rs`): LayerNorm and softmax
+//! on every backend, dropout and GELU on burn-flex (libtorch's are already single kernels,
+//! and a seeded mask would cost a GPU a host round trip per layer).
 //!
-//! AdamW's kernel computes what its composed body computes, in the same order of
-//! floating-point operations (a test compares it with burn's `AdamW`); the seeded dropout
-//! draws other masks than burn's `Dropout` would, from the same device RNG, so a seed still
-//! fixes every run.
+//! AdamW's flex kernel computes what its composed body computes, in the same order of
+//! floating-point operations (a test compares it with burn's `AdamW`); the others are
+//! compared with burn's ops within float tolerance. The seeded dropout draws other masks than
+//! burn's `Dropout` would, from the same device RNG, so a seed still fixes every run.
 
 // burn 0.22 marks burn-tch deprecated in favour of CubeCL; the design card names it.
 #![cfg_attr(feature = "tch", allow(deprecated))]
@@ -22,6 +27,8 @@ mod adamw;
 mod dropout;
 mod flex;
 mod gelu;
+#[cfg(feature = "tch")]
+mod libtorch;
 mod norm;
 
 pub use adamw::{AdamWHyper, adamw_step};
@@ -101,9 +108,6 @@ pub trait FusedOps: Backend {
         <Self as ActivationOps<Self>>::gelu_backward(x, dy)
     }
 }
-
-#[cfg(feature = "tch")]
-impl FusedOps for burn::backend::LibTorch {}
 
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn dropout(x: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {

@@ -1,19 +1,17 @@
-//! LayerNorm and softmax with their own backward passes. burn-flex has fused forward kernels
-//! for both, but burn's autodiff records neither as one op: it runs the backend trait's
-//! composed default (mean, subtract, square, mean, sqrt, divide, scale, shift; max,
-//! subtract, exp, sum, divide), keeps each intermediate for backward and differentiates each.
-//! Here the forward is burn-flex's own kernel and the backward one pass per row (`flex.rs`);
-//! other backends keep burn's path.
-
-use std::any::TypeId;
+//! LayerNorm and softmax with their own backward passes. burn's autodiff records neither as
+//! one op: it runs the backend trait's composed default (mean, subtract, square, mean, sqrt,
+//! divide, scale, shift; max, subtract, exp, sum, divide), keeps each intermediate for
+//! backward and differentiates each. Here the forward is the backend's own fused kernel
+//! (burn-flex's, libtorch's `layer_norm` and `softmax`) and the backward one kernel per row on
+//! burn-flex (`flex.rs`), libtorch's `_softmax_backward_data` for softmax (`libtorch.rs`), and
+//! burn's ops for LayerNorm's on libtorch (tch 0.22 does not wrap its backward kernel).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Flex, TensorMetadata};
+use burn::backend::{Autodiff, Backend, TensorMetadata};
 use burn::module::{Module, Param};
 use burn::nn::LayerNormConfig;
 use burn::tensor::{DType, Device, FloatDType, Scalar, Shape, Tensor};
@@ -121,20 +119,12 @@ pub(super) fn softmax_last_backward_composed<B: Backend>(
     B::float_mul(y, B::float_sub(dy, dot))
 }
 
-fn is_flex<B: 'static>() -> bool {
-    TypeId::of::<B>() == TypeId::of::<Flex>()
-}
-
 pub(super) fn layer_norm_autodiff<B: FusedOps, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     gamma: FloatTensor<Autodiff<B, C>>,
     beta: FloatTensor<Autodiff<B, C>>,
     epsilon: f64,
 ) -> FloatTensor<Autodiff<B, C>> {
-    if !is_flex::<B>() {
-        return <Autodiff<B, C> as ModuleOps<_>>::layer_norm(x, gamma, Some(beta), epsilon);
-    }
-
     #[derive(Debug)]
     struct LayerNormBackward;
 
@@ -178,9 +168,6 @@ pub(super) fn softmax_last_autodiff<B: FusedOps, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
 ) -> FloatTensor<Autodiff<B, C>> {
     let last = x.shape().num_dims() - 1;
-    if !is_flex::<B>() {
-        return <Autodiff<B, C> as ActivationOps<_>>::softmax(x, last);
-    }
 
     #[derive(Debug)]
     struct SoftmaxBackward;
