@@ -31,8 +31,16 @@ pub fn arg_str(name: &str, default: &str) -> String {
 /// name the JSON line gives it.
 pub fn device() -> (Device, String) {
     let (backend, name) = match arg_str("--backend", "flex").as_str() {
-        "flex" => (Backend::Flex, "runner (burn flex)"),
-        "tch" => (Backend::Tch, "runner (burn tch, libtorch 2.9.0)"),
+        "flex" => (Backend::Flex, "runner (burn flex)".to_string()),
+        "tch" => {
+            // The libtorch this binary was built against, as run records give it.
+            let libtorch = runner::record::build::now("tch", false).libtorch_version;
+            let version = libtorch.unwrap_or_else(|| "?".into());
+            (
+                Backend::Tch,
+                format!("runner (burn tch, libtorch {version})"),
+            )
+        }
         other => panic!("--backend {other}: expected flex or tch"),
     };
     let kind = arg_str("--device", "cpu");
@@ -43,7 +51,7 @@ pub fn device() -> (Device, String) {
         ..HardwareConfig::default()
     };
     let name = if kind == "cpu" {
-        name.to_string()
+        name
     } else {
         format!("{name} {kind}")
     };
