@@ -164,13 +164,6 @@ pub(super) fn autodiff<B: FusedOps, C: CheckpointStrategy>(
     }
 }
 
-/// Dropout on burn-flex without autodiff (a model called outside training keeps its input
-/// before this is reached; this serves direct calls).
-pub(super) fn flex(x: FloatTensor<Flex>, prob: f64) -> FloatTensor<Flex> {
-    let mask = Mask::new(prob, draw_seed::<Flex>(&x));
-    super::flex::dropout_masked(x, mask)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -210,28 +210,37 @@ pub(super) fn layer_norm_backward(
     (dx, vector(d_gamma), vector(d_beta))
 }
 
+/// `dy` with each chunk of `chunk` elements rewritten by `f(dy_chunk, x_chunk)` in parallel:
+/// the shape of a backward kernel that needs its op's input or output `x` alongside the
+/// upstream gradient, which is usually owned by this op alone and so written in place.
+fn backward_in_place(
+    dy: FlexTensor,
+    x: &[f32],
+    chunk: usize,
+    f: impl Fn(&mut [f32], &[f32]) + Sync,
+) -> FlexTensor {
+    let mut dx = owned(dy);
+    owned_mut(&mut dx, x.len())
+        .par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(g, x)| f(g, x));
+    dx
+}
+
 pub(super) fn softmax_last_backward(y: FlexTensor, dy: FlexTensor) -> FlexTensor {
     let (Some(ys), Some(_)) = (elems(&y), elems(&dy)) else {
         return norm::softmax_last_backward_composed::<Flex>(y, dy);
     };
     let shape = y.shape();
     let d = shape[shape.num_dims() - 1];
-    let chunk = ROWS_PER_TASK * d;
-    // The upstream gradient is usually owned by this op alone: write into it.
-    let mut dx = owned(dy);
-    let n = ys.len();
-    owned_mut(&mut dx, n)
-        .par_chunks_mut(chunk)
-        .zip(ys.par_chunks(chunk))
-        .for_each(|(g, y)| {
-            for (g, y) in g.chunks_mut(d).zip(y.chunks(d)) {
-                let dot: f32 = y.iter().zip(g.iter()).map(|(a, b)| a * b).sum();
-                for (g, y) in g.iter_mut().zip(y) {
-                    *g = y * (*g - dot);
-                }
+    backward_in_place(dy, ys, ROWS_PER_TASK * d, |g, y| {
+        for (g, y) in g.chunks_mut(d).zip(y.chunks(d)) {
+            let dot: f32 = y.iter().zip(g.iter()).map(|(a, b)| a * b).sum();
+            for (g, y) in g.iter_mut().zip(y) {
+                *g = y * (*g - dot);
             }
-        });
-    dx
+        }
+    })
 }
 
 pub(super) fn gelu(x: FlexTensor) -> FlexTensor {
@@ -245,15 +254,9 @@ pub(super) fn gelu_backward(x: FlexTensor, dy: FlexTensor) -> FlexTensor {
     let (Some(xs), Some(_)) = (elems(&x), elems(&dy)) else {
         return <Flex as ActivationOps<Flex>>::gelu_backward(x, dy);
     };
-    let mut dx = owned(dy);
-    let n = xs.len();
-    owned_mut(&mut dx, n)
-        .par_chunks_mut(CHUNK)
-        .zip(xs.par_chunks(CHUNK))
-        .for_each(|(g, x)| {
-            for (g, x) in g.iter_mut().zip(x) {
-                *g *= gelu_derivative(*x);
-            }
-        });
-    dx
+    backward_in_place(dy, xs, CHUNK, |g, x| {
+        for (g, x) in g.iter_mut().zip(x) {
+            *g *= gelu_derivative(*x);
+        }
+    })
 }

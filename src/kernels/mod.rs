@@ -143,10 +143,6 @@ impl FusedOps for Flex {
         flex::adamw_update(param, grad, moment_1, moment_2, hyper)
     }
 
-    fn dropout(x: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
-        dropout::flex(x, prob)
-    }
-
     fn dropout_masked(x: FloatTensor<Self>, mask: Mask) -> FloatTensor<Self> {
         flex::dropout_masked(x, mask)
     }
