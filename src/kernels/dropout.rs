@@ -167,11 +167,8 @@ pub(super) fn autodiff<B: FusedOps, C: CheckpointStrategy>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::test_support::values;
     use burn::nn::DropoutConfig;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-    }
 
     #[test]
     fn the_mask_keeps_its_share_and_scales_what_it_keeps() {

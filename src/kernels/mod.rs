@@ -27,6 +27,7 @@ mod adamw;
 mod dropout;
 mod flex;
 mod gelu;
+mod group_norm;
 #[cfg(feature = "tch")]
 mod libtorch;
 mod norm;
@@ -34,9 +35,12 @@ mod norm;
 pub use adamw::{AdamWHyper, adamw_step};
 pub use dropout::{Mask, dropout, mask_bits};
 pub use gelu::gelu;
+pub use group_norm::{FrameNorm, frame_group_norm};
 pub use norm::{LayerNorm, softmax_last};
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::Ops;
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
@@ -107,6 +111,28 @@ pub trait FusedOps: Backend {
     fn gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
         <Self as ActivationOps<Self>>::gelu_backward(x, dy)
     }
+
+    /// GroupNorm per frame over `[b, c, t, h, w]`, then SiLU when `how.silu` (see
+    /// [`frame_group_norm`]): composed of burn's ops.
+    fn frame_group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        how: FrameNorm,
+    ) -> FloatTensor<Self> {
+        group_norm::composed::<Self>(x, gamma, beta, how)
+    }
+
+    /// Its gradients `(dx, dγ, dβ)` from its input, scale, shift and output gradient.
+    fn frame_group_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        how: FrameNorm,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        group_norm::backward_composed::<Self>(x, gamma, beta, dy, how)
+    }
 }
 
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
@@ -129,6 +155,15 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
 
     fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         gelu::autodiff::<B, C>(x)
+    }
+
+    fn frame_group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        how: FrameNorm,
+    ) -> FloatTensor<Self> {
+        group_norm::autodiff::<B, C>(x, gamma, beta, how)
     }
 }
 
@@ -166,5 +201,61 @@ impl FusedOps for Flex {
 
     fn gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::gelu_backward(x, dy)
+    }
+
+    fn frame_group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        how: FrameNorm,
+    ) -> FloatTensor<Self> {
+        flex::group_norm::forward(x, gamma, beta, how)
+    }
+
+    fn frame_group_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        how: FrameNorm,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        flex::group_norm::backward(x, gamma, beta, dy, how)
+    }
+}
+
+/// The backward of a three-input op (input, scale, shift), as burn's `unary` is of a one-input
+/// op: takes the output's gradient, computes the three with `f` from the op's state, and hands
+/// each tracked parent its own.
+fn backward_three<B: Backend, S>(
+    ops: Ops<S, 3>,
+    grads: &mut Gradients,
+    f: impl FnOnce(S, FloatTensor<B>) -> [FloatTensor<B>; 3],
+) {
+    let dy = grads.consume::<B>(&ops.node);
+    for (parent, grad) in ops.parents.into_iter().zip(f(ops.state, dy)) {
+        if let Some(node) = parent {
+            grads.register::<B>(node.id, grad);
+        }
+    }
+}
+
+/// What the kernels' tests share.
+#[cfg(test)]
+mod test_support {
+    use burn::tensor::Tensor;
+
+    pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Each `a[i]` within `tolerance` of `b[i]`, relative beyond magnitude 1.
+    pub fn assert_close(a: &[f32], b: &[f32], tolerance: f32, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() <= tolerance * y.abs().max(1.0),
+                "{what}: {x} vs {y}"
+            );
+        }
     }
 }

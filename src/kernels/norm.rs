@@ -132,15 +132,10 @@ pub(super) fn layer_norm_autodiff<B: FusedOps, C: CheckpointStrategy>(
         type State = (FloatTensor<B>, FloatTensor<B>, f64);
 
         fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-            let (x, gamma, epsilon) = ops.state;
-            let dy = grads.consume::<B>(&ops.node);
-            let (dx, d_gamma, d_beta) = B::layer_norm_backward(x, gamma, dy, epsilon);
-            let [px, pg, pb] = ops.parents;
-            for (parent, grad) in [(px, dx), (pg, d_gamma), (pb, d_beta)] {
-                if let Some(node) = parent {
-                    grads.register::<B>(node.id, grad);
-                }
-            }
+            super::backward_three::<B, _>(ops, grads, |(x, gamma, epsilon), dy| {
+                let (dx, d_gamma, d_beta) = B::layer_norm_backward(x, gamma, dy, epsilon);
+                [dx, d_gamma, d_beta]
+            });
         }
     }
 
@@ -200,19 +195,10 @@ mod tests {
     use burn::tensor::{Distribution, activation};
 
     use super::*;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
-    }
+    use crate::kernels::test_support::{assert_close, values};
 
     fn close(a: &[f32], b: &[f32], what: &str) {
-        assert_eq!(a.len(), b.len());
-        for (x, y) in a.iter().zip(b) {
-            assert!(
-                (x - y).abs() <= 1e-5 * y.abs().max(1.0),
-                "{what}: {x} vs {y}"
-            );
-        }
+        assert_close(a, b, 1e-5, what);
     }
 
     #[test]

@@ -15,14 +15,14 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig3d};
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, silu};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::module::avg_pool2d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{DType, FloatDType};
 
 use crate::config::types::ReconstructionLoss;
 use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
-use crate::kernels::softmax_last;
+use crate::kernels::{frame_group_norm, softmax_last};
 use crate::train::recompute::{Out, Stage, Stages};
 use burn::tensor::ops::PadMode;
 
@@ -272,28 +272,6 @@ fn group_norm(channels: usize, device: &Device) -> GroupNorm {
         .init(device)
 }
 
-/// GroupNorm with statistics per frame (over the group's channels and the frame's pixels).
-///
-/// The reference pools the statistics over all frames as well, which lets a later frame shift
-/// the normalisation of an earlier one, so its encoder is not strictly causal; per frame, frame
-/// `t`'s output depends on frames `≤ t` only. The parameters are the same (one scale and shift
-/// per channel).
-fn frame_norm(norm: &GroupNorm, x: Tensor<5>) -> Tensor<5> {
-    let [b, c, t, h, w] = x.dims();
-    let g = norm.num_groups;
-    let y = x.reshape([b, g, c / g, t, h * w]);
-    let mean = y.clone().mean_dim(4).mean_dim(2);
-    let centred = y - mean;
-    let var = centred.clone().powi_scalar(2).mean_dim(4).mean_dim(2);
-    let y = (centred / (var + norm.epsilon).sqrt()).reshape([b, c, t, h, w]);
-    match (&norm.gamma, &norm.beta) {
-        (Some(gamma), Some(beta)) => {
-            y * gamma.val().reshape([1, c, 1, 1, 1]) + beta.val().reshape([1, c, 1, 1, 1])
-        }
-        _ => y,
-    }
-}
-
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
@@ -373,8 +351,10 @@ impl ResnetBlock3d {
     }
 
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let h = self.conv1.forward(silu(frame_norm(&self.norm1, x.clone())));
-        let h = self.conv2.forward(silu(frame_norm(&self.norm2, h)));
+        let h = self
+            .conv1
+            .forward(frame_group_norm(&self.norm1, x.clone(), true));
+        let h = self.conv2.forward(frame_group_norm(&self.norm2, h, true));
         let x = match &self.nin_shortcut {
             Some(c) => c.forward(x),
             None => x,
@@ -407,7 +387,7 @@ impl AttnBlock3d {
 
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let [b, c, t, h, w] = x.dims();
-        let n = frame_norm(&self.norm, x.clone());
+        let n = frame_group_norm(&self.norm, x.clone(), false);
         // [B, C, T, H, W] → [B·T, H·W, C]
         let tokens = |y: Tensor<5>| y.permute([0, 2, 3, 4, 1]).reshape([b * t, h * w, c]);
         let q = tokens(self.q.forward(n.clone()));
@@ -640,7 +620,8 @@ impl Encoder {
             }
         }
         let h = self.mid.forward(h);
-        self.conv_out.forward(silu(frame_norm(&self.norm_out, h)))
+        self.conv_out
+            .forward(frame_group_norm(&self.norm_out, h, true))
     }
 }
 
@@ -699,7 +680,8 @@ impl Decoder {
                 h = u.forward(h);
             }
         }
-        self.conv_out.forward(silu(frame_norm(&self.norm_out, h)))
+        self.conv_out
+            .forward(frame_group_norm(&self.norm_out, h, true))
     }
 }
 
@@ -849,9 +831,9 @@ impl CausalVae {
         // The posterior, its sample and the KL term; then the decoder's first layers.
         stages.push(Stage::Kept(Box::new(move |m: &CausalVae, h| {
             let e = &m.encoder;
-            let moments = m
-                .quant_conv
-                .forward(e.conv_out.forward(silu(frame_norm(&e.norm_out, h))));
+            let moments =
+                m.quant_conv
+                    .forward(e.conv_out.forward(frame_group_norm(&e.norm_out, h, true)));
             let posterior = Posterior::from_moments(moments);
             let z = posterior.sample(eps.clone());
             let posterior = Posterior {
@@ -896,7 +878,7 @@ impl CausalVae {
                 let d = &m.decoder;
                 let recon = d
                     .conv_out
-                    .forward(silu(frame_norm(&d.norm_out, h)))
+                    .forward(frame_group_norm(&d.norm_out, h, true))
                     .cast(FloatDType::F32);
                 reconstruction_error(x, recon, kind).mean()
             }),
