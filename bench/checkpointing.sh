@@ -2,11 +2,13 @@
 # Peak memory with and without gradient checkpointing, next to `runner plan`'s estimate, for
 # two sizes of each job (the shipped tiny experiments; bert-small at sequence 512, MAE
 # ViT-Tiny/16 at 224 px, the CausalVAE (488 layout, tiny widths) at 17 × 64²). Each run trains
-# 2 steps on the embedded CPU backend and leaves its process high-water mark in summary.json.
-# The activation peak is that mark minus the resident memory when the first step began minus
-# what the first step allocates besides activations (gradients and AdamW's two moments,
-# 3 × 4 bytes per parameter: plan's figures); the total adds the weights back, to compare with
-# plan's whole figure.
+# 2 steps on the embedded CPU backend and leaves in summary.json its process high-water mark
+# and the most bytes its allocator had handed out at once (`peak_allocated`: without what
+# glibc keeps freed for reuse, which the resident set includes). The activation peak is that
+# allocator peak minus what was allocated when the first step began minus what the steps
+# allocate besides activations (gradients and AdamW's two moments, 3 × 4 bytes per parameter:
+# plan's figures); the total adds the weights back, to compare with plan's whole figure. (The
+# embedded backend trains in fp32 only, so bf16 is not measured here.)
 #   usage: [only="bert_small vae_small"] bench/checkpointing.sh [runner binary]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,8 +42,8 @@ vae_small=(experiments/causalvae-tiny.yaml model.arch=causal_vae_488_tiny data.n
 common=(train.max_steps=2 eval.strategy=no eval.on_start=false checkpoint.strategy=no
         loader.num_workers=0 logging.tensorboard=false)
 
-printf '| model | checkpointing | peak RSS | activations measured | plan | plan / measured | total measured | plan | plan / measured |\n'
-printf '|---|---|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| model | checkpointing | peak RSS | peak allocated | activations measured | plan | plan / measured | total measured | plan | plan / measured |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for name in ${only:-bert_tiny bert_small mae_tiny mae_small vae_tiny vae_small}; do
     declare -n args=$name
     for ckpt in false true; do
@@ -54,14 +56,14 @@ import json, sys
 name, ckpt, summary, plan = sys.argv[1:]
 m = json.load(open(summary))["memory"]
 p = json.load(open(plan))["memory_per_rank"]
-# What the first step adds to the process: activations, gradients, AdamW's moments.
-grown = m["peak_rss"] - m["rss_at_first_step"]
+# What the steps add to what was allocated: activations, gradients, AdamW's moments.
+grown = m["peak_allocated"] - m["allocated_at_first_step"]
 measured = grown - p["gradients"] - p["optimizer_state"]
 # The total plan counts (model states, activations, the loader's batches), measured as what
-# training grew the process by plus the weights that were resident before the first step.
+# the steps allocated plus the weights, allocated before the first step.
 total = grown + p["parameters"]
 mib = lambda b: f"{b / 2**20:.0f} MiB"
-print(f"| {name} | {ckpt} | {mib(m['peak_rss'])} | {mib(measured)} | {mib(p['activations'])} | "
+print(f"| {name} | {ckpt} | {mib(m['peak_rss'])} | {mib(m['peak_allocated'])} | {mib(measured)} | {mib(p['activations'])} | "
       f"{p['activations'] / measured:.2f} | {mib(total)} | {mib(p['total'])} | "
       f"{p['total'] / total:.2f} |")
 PY

@@ -2,6 +2,13 @@
 //! `delegate` without `tch`), which hands it to `runner-tch` beside it so that configuration
 //! commands load no libtorch (`cli::engine`).
 
+/// The system allocator, counting what is in use for `summary.json`'s `peak_allocated`. Not
+/// in builds that train on libtorch, whose tensors come from its own allocator.
+#[cfg(not(feature = "tch"))]
+#[global_allocator]
+static ALLOCATOR: runner::train::memory::CountingAllocator =
+    runner::train::memory::CountingAllocator;
+
 fn main() -> std::process::ExitCode {
     #[cfg(all(feature = "delegate", not(feature = "tch")))]
     {

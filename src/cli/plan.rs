@@ -180,6 +180,13 @@ fn text(p: &plan::Plan) -> String {
             match m.peak_rss {
                 Some(peak) => format!("; peak resident memory {}", bytes(peak)),
                 None => String::new(),
+            } + &match m.allocated_at_first_step.zip(m.peak_allocated) {
+                Some((first, peak)) => format!(
+                    ", peak allocated {} (+{} during the steps)",
+                    bytes(peak),
+                    bytes(peak.saturating_sub(first))
+                ),
+                None => String::new(),
             }
         );
     }

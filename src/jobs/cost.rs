@@ -3,23 +3,22 @@
 //! element-wise work is left out, as `torch.utils.flop_counter` leaves it out) and the
 //! activations burn's autodiff keeps for the backward pass, in elements.
 //!
-//! The activation counts are per op: a matrix product or convolution its input, a
-//! LayerNorm/GroupNorm three tensors of its input's size, SiLU two, GELU one, softmax its
-//! output, dropout its input and its random mask; a tensor saved by several ops counts once.
-//! With gradient checkpointing a model keeps the input of every block, the kept stages'
-//! activations and, at the peak, one block's.
+//! The activation counts are per op, as runner's engine keeps them (`src/kernels` for the
+//! fused ones): a matrix product or convolution its inputs, a LayerNorm or the CausalVAE's
+//! GroupNorm (with its SiLU) its input only (statistics are recomputed in backward), GELU its
+//! input, softmax its output; a tensor saved by several ops counts once. Dropout keeps nothing
+//! on burn-flex (its mask is regenerated from a seed in backward) and a mask of its input's
+//! size on libtorch (burn's Bernoulli mask): counted apart, as `dropout_masks`, for the plan
+//! to add where the backend keeps them. Under bf16/fp16 the norms' inputs are kept in fp32
+//! (the fused norms widen them; `norm_inputs`), the rest at the compute dtype. With gradient checkpointing a model keeps the input
+//! of every block, the kept stages' activations and, at the peak, one block's.
 //!
 //! These figures predict the peak a step reaches, and are checked against runner's measured
-//! peak on the embedded backend (`just bench-checkpointing`: within 8% at the small sizes),
-//! not transcribed from burn's source. burn 0.22's autodiff keeps less for some ops (a
-//! LayerNorm or GroupNorm keeps the centred input and the normalised one, dropout only its
-//! mask) and more for softmax (the shifted scores and their exponential besides the output
-//! the next product keeps), and the backward pass adds transient buffers that are not counted
-//! separately (burn-flex's convolution backward: an im2col of the input per thread and a
-//! column buffer of up to 8 MiB; zero-filled gradients of slices). Splitting the figure into
-//! burn's kept tensors and a per-backend transient term is what would keep it accurate at
-//! shapes far from the measured ones; against PyTorch (`just bench-plan-accuracy`) runner keeps
-//! 1.2-1.8 times as much, which fused norm, softmax and byte-mask dropout ops would cut.
+//! peak on the embedded backend (`just bench-checkpointing`) and against what PyTorch keeps
+//! for the reference models (`just bench-plan-accuracy`), not transcribed from burn's source.
+//! The backward pass adds transient buffers that are not counted separately (burn-flex's
+//! convolution backward: an im2col of the input per thread and a column buffer of up to
+//! 8 MiB; zero-filled gradients of slices).
 
 /// Per training sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
@@ -30,6 +29,14 @@ pub struct SampleCost {
     pub activations: f64,
     /// The same with gradient checkpointing (`train.gradient_checkpointing`).
     pub activations_checkpointed: f64,
+    /// The norms' inputs among `activations` (and `activations_checkpointed`): kept in fp32
+    /// under bf16/fp16, which the fused norms widen their input to.
+    pub norm_inputs: f64,
+    pub norm_inputs_checkpointed: f64,
+    /// Elements of the dropout masks a backend that keeps them keeps (libtorch), without and
+    /// with gradient checkpointing.
+    pub dropout_masks: f64,
+    pub dropout_masks_checkpointed: f64,
     /// Extra forward FLOPs gradient checkpointing spends recomputing the blocks.
     pub recompute_flops: f64,
     /// The most an evaluation's forward pass (no graph) holds at once, taken as three times
@@ -52,6 +59,12 @@ pub struct Tally {
     largest_block: f64,
     largest_input: f64,
     all: f64,
+    norms_kept: f64,
+    norms_largest_block: f64,
+    norms_all: f64,
+    masks_kept: f64,
+    masks_largest_block: f64,
+    masks_all: f64,
 }
 
 impl Tally {
@@ -62,14 +75,39 @@ impl Tally {
         self.all += activations;
     }
 
-    /// A recomputed block whose input has `input` elements.
-    pub fn block(&mut self, flops: f64, activations: f64, input: f64) {
+    /// A norm's input of `elements` in a stage that is never recomputed (kept in fp32 under
+    /// mixed precision).
+    pub fn kept_norm(&mut self, elements: f64) {
+        self.kept(0.0, elements);
+        self.norms_kept += elements;
+        self.norms_all += elements;
+    }
+
+    /// A recomputed block whose input has `input` elements; `norms` of its `activations` are
+    /// norms' inputs.
+    pub fn block(&mut self, flops: f64, activations: f64, norms: f64, input: f64) {
         self.flops += flops;
         self.recompute += flops;
         self.boundaries += input;
-        self.largest_block = self.largest_block.max(activations);
+        if activations > self.largest_block {
+            self.largest_block = activations;
+            self.norms_largest_block = norms;
+        }
         self.largest_input = self.largest_input.max(input);
         self.all += activations;
+        self.norms_all += norms;
+    }
+
+    /// Dropout masks of `elements` in a stage that is never recomputed.
+    pub fn kept_masks(&mut self, elements: f64) {
+        self.masks_kept += elements;
+        self.masks_all += elements;
+    }
+
+    /// Dropout masks of `elements` in one recomputed block.
+    pub fn block_masks(&mut self, elements: f64) {
+        self.masks_largest_block = self.masks_largest_block.max(elements);
+        self.masks_all += elements;
     }
 
     /// The sample's cost; `input_bytes` is what the loader hands over for it.
@@ -78,6 +116,10 @@ impl Tally {
             forward_flops: self.flops,
             activations: self.all,
             activations_checkpointed: self.kept + self.boundaries + self.largest_block,
+            norm_inputs: self.norms_all,
+            norm_inputs_checkpointed: self.norms_kept + self.norms_largest_block,
+            dropout_masks: self.masks_all,
+            dropout_masks_checkpointed: self.masks_kept + self.masks_largest_block,
             recompute_flops: self.recompute,
             inference: 3.0 * self.largest_input,
             input_bytes,
@@ -87,10 +129,37 @@ impl Tally {
     }
 }
 
-/// A LayerNorm or GroupNorm over `n` elements: what it keeps.
-pub const NORM: f64 = 3.0;
+/// A LayerNorm or GroupNorm over `n` elements: what it keeps (its input, `n`).
+pub const NORM: f64 = 1.0;
 
 /// Multiply-adds → FLOPs.
 pub fn matmul(m: f64, k: f64, n: f64) -> f64 {
     2.0 * m * k * n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn norms_and_masks_are_parts_counted_like_the_whole() {
+        let mut t = Tally::default();
+        t.kept(10.0, 100.0);
+        t.kept_norm(20.0);
+        t.kept_masks(5.0);
+        // Two blocks: the larger one's norms and masks are the ones held at the peak.
+        t.block(1.0, 50.0, 8.0, 4.0);
+        t.block_masks(3.0);
+        t.block(1.0, 70.0, 9.0, 6.0);
+        t.block_masks(7.0);
+        let c = t.finish("x", 1.0, 0.0);
+        assert_eq!(c.activations, 100.0 + 20.0 + 50.0 + 70.0);
+        assert_eq!(c.norm_inputs, 20.0 + 8.0 + 9.0);
+        assert_eq!(c.activations_checkpointed, 120.0 + (4.0 + 6.0) + 70.0);
+        assert_eq!(c.norm_inputs_checkpointed, 20.0 + 9.0);
+        assert_eq!(c.dropout_masks, 5.0 + 3.0 + 7.0);
+        assert_eq!(c.dropout_masks_checkpointed, 5.0 + 7.0);
+        assert_eq!(c.forward_flops, 12.0);
+        assert_eq!(c.recompute_flops, 2.0);
+    }
 }

@@ -34,6 +34,13 @@ pub struct Measured {
     /// what the memory estimate can be held against on a CPU.
     pub rss_at_first_step: Option<u64>,
     pub peak_rss: Option<u64>,
+    /// Bytes allocated when the first step began and the most at any time since, where the
+    /// binary counts its allocations (builds without libtorch): the process's memory without
+    /// what the allocator keeps freed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocated_at_first_step: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_allocated: Option<u64>,
 }
 
 /// Trains [`TIMED_STEPS`] + 1 steps of `resolved` (fewer when the run is shorter) and times
@@ -90,6 +97,8 @@ pub fn measure(resolved: &Resolved, steps: &Steps) -> Result<Measured> {
         step_seconds,
         rss_at_first_step: summary.memory.map(|m| m.rss_at_first_step),
         peak_rss: summary.memory.map(|m| m.peak_rss),
+        allocated_at_first_step: summary.memory.and_then(|m| m.allocated_at_first_step),
+        peak_allocated: summary.memory.and_then(|m| m.peak_allocated),
     })
 }
 

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::config::Resolved;
 use crate::config::devices::{self, DeviceSpec};
-use crate::config::types::{Device, Dtype, Experiment, Strategy};
+use crate::config::types::{Backend, Device, Dtype, Experiment, Strategy};
 use crate::error::fail;
 use crate::jobs::cost::SampleCost;
 use crate::jobs::sizing::Counted;
@@ -332,14 +332,31 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
     // The total for a batch, precision and checkpointing (what the advice varies).
     let total = |batch: u64, dtype: Dtype, checkpointing: bool| {
         let width = if dtype == Dtype::Fp32 { 4.0 } else { 2.0 };
-        let kept = if checkpointing {
-            cost.activations_checkpointed
+        // Dropout keeps its mask on libtorch (burn's Bernoulli mask, the input's dtype); on
+        // burn-flex it regenerates it from a seed in backward (`kernels::dropout`).
+        let masks = if exp.hardware.backend == Backend::Tch {
+            1.0
         } else {
-            cost.activations
+            0.0
         };
+        let (kept, norms, masks) = if checkpointing {
+            (
+                cost.activations_checkpointed,
+                cost.norm_inputs_checkpointed,
+                masks * cost.dropout_masks_checkpointed,
+            )
+        } else {
+            (
+                cost.activations,
+                cost.norm_inputs,
+                masks * cost.dropout_masks,
+            )
+        };
+        // The norms' inputs stay fp32 under mixed precision.
+        let bytes_per_sample = (kept - norms + masks) * width + norms * 4.0;
         let fp32 = 4 * params;
         let low = if dtype == Dtype::Fp32 { 0 } else { 4 * params };
-        let activations = (kept * width * batch as f64) as u64;
+        let activations = (bytes_per_sample * batch as f64) as u64;
         let eval = (cost.inference * 4.0 * eval_batch as f64) as u64;
         let host = if on_cpu { loader_prefetch } else { 0 };
         (

@@ -123,6 +123,12 @@ pub struct MemoryUse {
     pub rss_at_first_step: u64,
     /// The process's high-water mark at the end of training.
     pub peak_rss: u64,
+    /// Bytes allocated and not freed when the first step began, and the most at any time
+    /// since (`train::memory::CountingAllocator`; absent where it is not the allocator).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocated_at_first_step: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_allocated: Option<u64>,
 }
 
 /// `summary.json`'s `best`.
@@ -285,6 +291,8 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         last_eval = Some((step, sets));
     }
     let rss_at_first_step = crate::host::rss_bytes();
+    crate::train::memory::reset_peak();
+    let allocated_at_first_step = crate::train::memory::allocated().map(|(now, _)| now);
     let segment_start = Instant::now();
     let seconds_before = train_seconds;
     let start_step = step;
@@ -550,6 +558,8 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
             |(rss_at_first_step, peak_rss)| MemoryUse {
                 rss_at_first_step,
                 peak_rss,
+                allocated_at_first_step,
+                peak_allocated: crate::train::memory::allocated().map(|(_, peak)| peak),
             },
         ),
     };

@@ -263,6 +263,12 @@ fn measure_times_real_steps_and_writes_no_run_directory() {
     assert!((m["run_seconds"].as_f64().unwrap() - median * total).abs() < 1e-6 * total);
     assert_eq!(m["device"], "flex on cpu");
     assert!(m["peak_rss"].as_u64().unwrap() > 0);
+    // The binary counts its allocations: the step's peak is above what the first step began with.
+    let allocated = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k}: {m}"));
+    assert!(
+        allocated("peak_allocated") > allocated("allocated_at_first_step"),
+        "{m}"
+    );
     assert!(!out_dir.exists(), "--measure wrote the run directory");
     // The text report says it.
     let text = stdout(runner().args([
@@ -275,4 +281,19 @@ fn measure_times_real_steps_and_writes_no_run_directory() {
         text.contains("measured ") && text.contains("s/step on flex on cpu"),
         "{text}"
     );
+}
+
+#[test]
+fn dropout_masks_count_where_the_backend_keeps_them() {
+    // burn-flex regenerates dropout's mask in backward; libtorch keeps one of the input's size.
+    let activations = |extra: &[&str]| {
+        plan(extra)["memory_per_rank"]["activations"]
+            .as_u64()
+            .unwrap()
+    };
+    let (flex, tch) = (activations(&[]), activations(&["hardware.backend=tch"]));
+    assert!(tch > flex, "{tch} vs {flex}");
+    let no_dropout = ["model.dropout=0.0"];
+    let tch_no_dropout = activations(&["hardware.backend=tch", no_dropout[0]]);
+    assert_eq!(tch_no_dropout, activations(&no_dropout));
 }

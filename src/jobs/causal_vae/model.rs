@@ -134,7 +134,7 @@ impl VaeShape {
         // norm, conv_out (→ 2·latent), quant_conv, the sample and its KL; post_quant_conv,
         // the decoder's conv_in.
         let z = self.latent_channels;
-        w.norm_silu(c, t * hw, true);
+        w.norm(c, t * hw);
         w.conv(c, 2 * z, 27, (t + 2.0) * hw, t * hw);
         w.conv(2 * z, 2 * z, 1, t * hw, t * hw);
         w.acts(6.0 * z as f64 * t * hw);
@@ -166,7 +166,7 @@ impl VaeShape {
             }
         }
         // Head: norm, conv_out, the reconstruction error.
-        w.norm_silu(c, t * hw, true);
+        w.norm(c, t * hw);
         w.conv(c, 3, 27, (t + 2.0) * hw, t * hw);
         w.acts(2.0 * 3.0 * t * hw);
         let params = w.params;
@@ -183,23 +183,24 @@ impl VaeShape {
 struct Walk {
     tally: Tally,
     params: u64,
-    block: Option<(f64, f64)>,
+    /// The open block's FLOPs, activations and norms' inputs among them.
+    block: Option<(f64, f64, f64)>,
 }
 
 impl Walk {
     fn start_block(&mut self) {
-        self.block = Some((0.0, 0.0));
+        self.block = Some((0.0, 0.0, 0.0));
     }
 
     fn end_block(&mut self, input: f64) {
-        if let Some((flops, acts)) = self.block.take() {
-            self.tally.block(flops, acts, input);
+        if let Some((flops, acts, norms)) = self.block.take() {
+            self.tally.block(flops, acts, norms, input);
         }
     }
 
     fn add(&mut self, flops: f64, acts: f64) {
         match &mut self.block {
-            Some((f, a)) => {
+            Some((f, a, _)) => {
                 *f += flops;
                 *a += acts;
             }
@@ -221,11 +222,18 @@ impl Walk {
         );
     }
 
-    /// GroupNorm then SiLU over `c` channels at `n` positions.
-    fn norm_silu(&mut self, c: usize, n: f64, silu: bool) {
+    /// GroupNorm (per frame, with or without the SiLU fused into it) over `c` channels at `n`
+    /// positions: it keeps its input.
+    fn norm(&mut self, c: usize, n: f64) {
         self.params += 2 * c as u64;
-        let silu = if silu { 2.0 } else { 0.0 };
-        self.acts((NORM + silu) * c as f64 * n);
+        let elements = NORM * c as f64 * n;
+        match &mut self.block {
+            Some((_, acts, norms)) => {
+                *acts += elements;
+                *norms += elements;
+            }
+            None => self.tally.kept_norm(elements),
+        }
     }
 
     /// A ResNet block at `t` frames of `hw` pixels (two 3³ convolutions, each keeping its
@@ -234,9 +242,9 @@ impl Walk {
     fn resnet(&mut self, c_in: usize, c_out: usize, t: f64, hw: f64) {
         let (n, padded) = (t * hw, (t + 2.0) * hw);
         self.start_block();
-        self.norm_silu(c_in, n, true);
+        self.norm(c_in, n);
         self.conv(c_in, c_out, 27, padded, n);
-        self.norm_silu(c_out, n, true);
+        self.norm(c_out, n);
         self.conv(c_out, c_out, 27, padded, n);
         if c_in != c_out {
             self.conv(c_in, c_out, 1, n, n);
@@ -248,7 +256,7 @@ impl Walk {
     fn mid(&mut self, c: usize, t: f64, hw: f64) {
         self.resnet(c, c, t, hw);
         self.start_block();
-        self.norm_silu(c, t * hw, false);
+        self.norm(c, t * hw);
         for _ in 0..4 {
             self.conv(c, c, 1, t * hw, t * hw);
         }

@@ -53,31 +53,34 @@ impl MaeShape {
         let (d, dd) = (self.embed_dim as f64, self.decoder_embed_dim as f64);
         let (ne, nd) = (1.0 + keep as f64, 1.0 + l);
         let mut t = Tally::default();
-        // Patchify, embed every patch, keep the visible ones.
-        t.kept(matmul(l, pd, d), l * pd + (l + ne) * d);
+        // Patchify (the embedding's input), embed every patch, keep the visible ones (the
+        // first block's input: counted there).
+        t.kept(matmul(l, pd, d), l * pd);
         let block = |n: f64, d: f64, heads: usize| {
             let flops = matmul(n, d, 12.0 * d) + 2.0 * matmul(n, d, n);
-            // Two LayerNorms and their outputs (qkv's and fc1's inputs); q, k, v; attention
+            // Two LayerNorms' inputs and outputs (qkv's and fc1's inputs); q, k, v; attention
             // output (proj's input); fc1's output (GELU's input) and GELU's (fc2's input);
-            // softmax over the scores.
+            // softmax's output over the scores.
             let acts = (2.0 * (NORM + 1.0) + 3.0 + 1.0 + 8.0) * n * d + heads as f64 * n * n;
-            (flops, acts)
+            (flops, acts, 2.0 * NORM * n * d)
         };
         for _ in 0..self.depth {
-            let (f, a) = block(ne, d, self.num_heads);
-            t.block(f, a, ne * d);
+            let (f, a, norms) = block(ne, d, self.num_heads);
+            t.block(f, a, norms, ne * d);
         }
-        // Norm, decoder embedding, mask tokens back in order.
-        t.kept(
-            matmul(ne, d, dd),
-            (NORM + 1.0) * ne * d + ne * dd + 2.0 * nd * dd,
-        );
+        // Norm (its input and output, the decoder embedding's input); the embedded tokens are
+        // sliced, put back in order among mask tokens and given positions (none of which
+        // keeps anything) into the first decoder block's input.
+        t.kept_norm(NORM * ne * d);
+        t.kept(matmul(ne, d, dd), ne * d);
         for _ in 0..self.decoder_depth {
-            let (f, a) = block(nd, dd, self.decoder_num_heads);
-            t.block(f, a, nd * dd);
+            let (f, a, norms) = block(nd, dd, self.decoder_num_heads);
+            t.block(f, a, norms, nd * dd);
         }
-        // Norm, prediction, the squared error against the target patches.
-        t.kept(matmul(nd, dd, pd), (NORM + 1.0) * nd * dd + 3.0 * l * pd);
+        // Norm (input and output, the prediction's input), the error against the target
+        // patches (its square keeps it).
+        t.kept_norm(NORM * nd * dd);
+        t.kept(matmul(nd, dd, pd), nd * dd + l * pd);
         let pixels = (self.image_size * self.image_size) as f64;
         // fp32 RGB and the mask's order.
         t.finish("pixels", pixels, 12.0 * pixels + 16.0 * l)

@@ -41,19 +41,25 @@ impl BertShape {
         let a = self.num_heads as f64;
         let drop = if self.dropout > 0.0 { 1.0 } else { 0.0 };
         let mut t = Tally::default();
-        // Embeddings: the sum's LayerNorm, its dropout.
-        t.kept(0.0, (NORM + 2.0 * drop) * s * h);
+        // Embeddings: the sum (LayerNorm's input), the dropout's mask.
+        t.kept_norm(NORM * s * h);
+        t.kept_masks(drop * s * h);
         for _ in 0..self.num_layers {
             let flops = matmul(s, h, 4.0 * h) + 2.0 * matmul(s, h, s) + 2.0 * matmul(s, h, f);
-            // Inputs of q/k/v, out, ffn-in; q, k, v; two LayerNorms; two dropouts (input and
-            // mask); GELU's input and the ffn-out's input; softmax (+ dropout) over scores.
-            let per_token = (5.0 + 2.0 * NORM + 4.0 * drop) * h + 2.0 * f;
-            let scores = (1.0 + 3.0 * drop) * a * s * s;
-            t.block(flops, per_token * s + scores, s * h);
+            // The input of q/k/v; q, k, v; the attention output (out's input); two LayerNorms'
+            // inputs (the residual sums); the first's output (ffn-in's input); GELU's input
+            // and output (ffn-out's input). Over the scores: softmax's output and, under
+            // dropout, the dropped probabilities (the product with v keeps them).
+            let per_token = (6.0 + 2.0 * NORM) * h + 2.0 * f;
+            let scores = (1.0 + drop) * a * s * s;
+            t.block(flops, per_token * s + scores, 2.0 * NORM * s * h, s * h);
+            // Masks: after attention's and the ffn's output projections, over the scores.
+            t.block_masks(drop * (2.0 * s * h + a * s * s));
         }
-        // Pooler over [CLS], classifier.
+        // Pooler over [CLS] (its input, tanh's output), the classifier's input.
         let labels = self.num_labels as f64;
         t.kept(matmul(1.0, h, h) + matmul(1.0, h, labels), 3.0 * h + labels);
+        t.kept_masks(drop * h);
         // ids, token types (i64) and the mask (f32) per token; the label.
         t.finish("tokens", s, 20.0 * s + 8.0)
     }
