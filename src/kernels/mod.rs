@@ -2,18 +2,20 @@
 //! profile found a flex step losing to PyTorch outside its matrix products: AdamW's update
 //! (a dozen element-wise ops per parameter, four of them allocating), dropout (a float drawn
 //! per element from a ChaCha stream on one thread, a mask kept for backward), LayerNorm and
-//! softmax (recorded by burn's autodiff as 5–8 separate ops each way), and GELU (libm's
-//! `erff` per element).
+//! softmax (recorded by burn's autodiff as 5–8 separate ops each way), GELU (libm's
+//! `erff` per element), the CausalVAE's per-frame GroupNorm with its SiLU, and its 3-D
+//! convolutions (burn-flex's direct loop, replaced by im2col and `gemm`).
 //!
 //! One backend extension trait, [`FusedOps`], through burn's extension point
 //! (`#[backend_extension]`): each method has a default body, either the backend's own op or
 //! one composed of burn's ops; burn-flex gets hand-written loops over contiguous `f32`
-//! storage (`flex.rs`, falling back to the default for other dtypes and layouts), libtorch
+//! storage (`flex/`, falling back to the default for other dtypes and layouts), libtorch
 //! its own kernels where tch wraps them (`libtorch.rs`: AdamW in place, softmax's backward).
 //! The autodiff backend routes to the inner backend and records the backward of each
-//! differentiable kernel itself (`dropout.rs`, `norm.rs`, `gelu.rs`): LayerNorm and softmax
-//! on every backend, dropout and GELU on burn-flex (libtorch's are already single kernels,
-//! and a seeded mask would cost a GPU a host round trip per layer).
+//! differentiable kernel itself (`dropout.rs`, `norm.rs`, `gelu.rs`, `group_norm.rs`,
+//! `conv3d.rs`): LayerNorm, softmax and the GroupNorm on every backend, dropout, GELU and
+//! conv3d on burn-flex (libtorch's are already single kernels, and a seeded mask would cost
+//! a GPU a host round trip per layer).
 //!
 //! AdamW's flex kernel computes what its composed body computes, in the same order of
 //! floating-point operations (a test compares it with burn's `AdamW`); the others are
@@ -24,6 +26,7 @@
 #![cfg_attr(feature = "tch", allow(deprecated))]
 
 mod adamw;
+mod conv3d;
 mod dropout;
 mod flex;
 mod gelu;
@@ -33,6 +36,7 @@ mod libtorch;
 mod norm;
 
 pub use adamw::{AdamWHyper, adamw_step};
+pub use conv3d::conv3d;
 pub use dropout::{Mask, dropout, mask_bits};
 pub use gelu::gelu;
 pub use group_norm::{FrameNorm, frame_group_norm};
@@ -44,6 +48,7 @@ use burn::backend::autodiff::ops::Ops;
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::ops::ConvOptions;
 
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait FusedOps: Backend {
@@ -112,6 +117,28 @@ pub trait FusedOps: Backend {
         <Self as ActivationOps<Self>>::gelu_backward(x, dy)
     }
 
+    /// 3-D convolution with a bias (see [`conv3d`]): the backend's own.
+    fn conv3d_with_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<3>,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::conv3d(x, weight, Some(bias), options)
+    }
+
+    /// Its gradients `(dx, dW, db)` from its input, weight, bias and output gradient: the
+    /// backend's own.
+    fn conv3d_with_bias_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        options: ConvOptions<3>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        conv3d::backward_composed::<Self>(x, weight, bias, dy, options)
+    }
+
     /// GroupNorm per frame over `[b, c, t, h, w]`, then SiLU when `how.silu` (see
     /// [`frame_group_norm`]): composed of burn's ops.
     fn frame_group_norm(
@@ -164,6 +191,15 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         how: FrameNorm,
     ) -> FloatTensor<Self> {
         group_norm::autodiff::<B, C>(x, gamma, beta, how)
+    }
+
+    fn conv3d_with_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<3>,
+    ) -> FloatTensor<Self> {
+        conv3d::autodiff::<B, C>(x, weight, bias, options)
     }
 }
 
@@ -220,6 +256,25 @@ impl FusedOps for Flex {
         how: FrameNorm,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         flex::group_norm::backward(x, gamma, beta, dy, how)
+    }
+
+    fn conv3d_with_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<3>,
+    ) -> FloatTensor<Self> {
+        flex::conv3d::forward(x, weight, bias, options)
+    }
+
+    fn conv3d_with_bias_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        options: ConvOptions<3>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        flex::conv3d::backward(x, weight, bias, dy, options)
     }
 }
 

@@ -22,7 +22,7 @@ use burn::tensor::{DType, FloatDType};
 
 use crate::config::types::ReconstructionLoss;
 use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
-use crate::kernels::{frame_group_norm, softmax_last};
+use crate::kernels::{conv3d, frame_group_norm, softmax_last};
 use crate::train::recompute::{Out, Stage, Stages};
 use burn::tensor::ops::PadMode;
 
@@ -321,7 +321,7 @@ impl CausalConv3d {
     }
 
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        self.conv.forward(pad_past(x, self.time_pad))
+        conv3d(&self.conv, pad_past(x, self.time_pad))
     }
 }
 

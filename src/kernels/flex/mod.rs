@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use super::gelu::{gelu_derivative, gelu_value};
 use super::{AdamWHyper, Mask, adamw, dropout, norm};
 
+pub(super) mod conv3d;
 pub(super) mod group_norm;
 
 /// Elements per rayon task: large enough that the split costs nothing beside the work.
