@@ -2,9 +2,8 @@
 //! `delegate` without `tch`), which hands it to `runner-tch` beside it so that configuration
 //! commands load no libtorch (`cli::engine`).
 
-/// The system allocator, counting what is in use for `summary.json`'s `peak_allocated`. Not
-/// in builds that train on libtorch, whose tensors come from its own allocator.
-#[cfg(not(feature = "tch"))]
+/// The system allocator, counting what is in use for `summary.json`'s `peak_allocated` (of
+/// runs on the embedded backend, whose tensors it hands out; libtorch's come from its own).
 #[global_allocator]
 static ALLOCATOR: runner::train::memory::CountingAllocator =
     runner::train::memory::CountingAllocator;

@@ -43,8 +43,9 @@ pub fn keep_freed_buffers() {
 /// and their high-water mark: what `summary.json` reports as `peak_allocated` (as
 /// `torch.cuda.max_memory_allocated` reports a PyTorch process's), free of what the allocator
 /// keeps besides (the freed buffers above, fragmentation), which the resident set includes.
-/// The `runner` binary of builds without libtorch installs it (`src/main.rs`; libtorch's
-/// tensors come from its own allocator, which this would not see); elsewhere [`allocated`] is
+/// Both executables install it (`src/main.rs`, `tch/src/main.rs`); the trainer reports its
+/// figures for runs on burn-flex only, since libtorch's tensors come from libtorch's own
+/// allocator, which this does not see. Where it is not installed (tests), [`allocated`] is
 /// `None`.
 pub struct CountingAllocator;
 

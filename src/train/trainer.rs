@@ -46,7 +46,7 @@ use super::schedule::{DEFAULT_WSD_DECAY_FRACTION, Schedule};
 use super::seed::{epoch_seed, mix, rank_step_seed};
 use super::{backend, clip, optim, params};
 use crate::config::derived::{Derived, Steps};
-use crate::config::types::{Experiment, Strategy};
+use crate::config::types::{Backend, Experiment, Strategy};
 use crate::error::fail;
 
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -124,7 +124,7 @@ pub struct MemoryUse {
     /// The process's high-water mark at the end of training.
     pub peak_rss: u64,
     /// Bytes allocated and not freed when the first step began, and the most at any time
-    /// since (`train::memory::CountingAllocator`; absent where it is not the allocator).
+    /// since (`train::memory::CountingAllocator`; on burn-flex only, absent on libtorch).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allocated_at_first_step: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -291,8 +291,14 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
         last_eval = Some((step, sets));
     }
     let rss_at_first_step = crate::host::rss_bytes();
+    // The counting allocator sees burn-flex's tensors, not libtorch's.
+    let allocated = || {
+        (exp.hardware.backend == Backend::Flex)
+            .then(crate::train::memory::allocated)
+            .flatten()
+    };
     crate::train::memory::reset_peak();
-    let allocated_at_first_step = crate::train::memory::allocated().map(|(now, _)| now);
+    let allocated_at_first_step = allocated().map(|(now, _)| now);
     let segment_start = Instant::now();
     let seconds_before = train_seconds;
     let start_step = step;
@@ -559,7 +565,7 @@ pub fn train<J: Job>(job: Arc<J>, s: &Settings, device: &Device) -> Result<Summa
                 rss_at_first_step,
                 peak_rss,
                 allocated_at_first_step,
-                peak_allocated: crate::train::memory::allocated().map(|(_, peak)| peak),
+                peak_allocated: allocated().map(|(_, peak)| peak),
             },
         ),
     };
