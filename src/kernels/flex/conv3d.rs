@@ -10,6 +10,8 @@
 //! the clip's size. The products run on rayon's threads; the im2col is split by rows, the
 //! col2im by input channels (each task writes one channel's planes), and the weight gradient
 //! is summed over tiles and samples in a fixed order, so results do not depend on scheduling.
+//! A pointwise convolution (kernel 1 × 1 × 1, stride 1, no padding) needs no `cols`: the
+//! input is its own, and `Wᵀ·dY` is its input gradient.
 
 use burn::backend::Flex;
 use burn::backend::TensorMetadata;
@@ -17,12 +19,32 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Bytes, DType, Shape};
 use rayon::prelude::*;
+use std::cell::Cell;
 
 use super::elems;
 use crate::kernels::conv3d;
 
 /// Elements of one tile's `cols` (8 MiB of `f32`).
 const COLS_BUDGET: usize = 2 << 20;
+
+thread_local! {
+    /// The last convolution's `cols` (and `dcols`) on this thread, kept for the next: every
+    /// tile overwrites what it uses, so the buffer is never zeroed again (a fresh zeroed one
+    /// per call was 5% of the CausalVAE's step in `memset`).
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// `f` over this thread's scratch buffer of `len` elements, whose contents are stale.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    // Taken out, not borrowed: a nested call (none today) would get a fresh buffer.
+    let mut buf = SCRATCH.take();
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let r = f(&mut buf[..len]);
+    SCRATCH.set(buf);
+    r
+}
 
 /// The sizes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -91,9 +113,15 @@ impl Geometry {
         self.output.iter().product()
     }
 
-    /// Output rows (of `output[2]` positions) per tile.
+    /// Output rows (of `output[2]` positions) per tile: as many as the budget allows, at most
+    /// the sample's.
     fn rows_per_tile(&self) -> usize {
-        (COLS_BUDGET / (self.taps() * self.output[2])).max(1)
+        (COLS_BUDGET / (self.taps() * self.output[2])).clamp(1, self.output[0] * self.output[1])
+    }
+
+    /// Kernel 1 × 1 × 1, stride 1, no padding: the input is its own `cols`.
+    fn pointwise(&self) -> bool {
+        self.kernel == [1, 1, 1] && self.stride == [1, 1, 1] && self.input == self.output
     }
 
     /// The tiles of one sample's output rows, as `(first row, rows)`.
@@ -267,30 +295,46 @@ pub(in crate::kernels) fn forward(
     let (taps, n) = (g.taps(), g.out_plane());
     let ow = g.output[2];
     // The output starts as the bias, each product is added to it.
-    let mut y = vec![0f32; g.batch * g.c_out * n];
-    y.par_chunks_mut(n).enumerate().for_each(|(i, plane)| {
-        plane.fill(bs[i % g.c_out]);
-    });
-    let mut cols = vec![0f32; taps * g.rows_per_tile() * ow];
-    for b in 0..g.batch {
-        let x_b = &xs[b * g.c_in * g.in_plane()..(b + 1) * g.c_in * g.in_plane()];
-        let y_b = &mut y[b * g.c_out * n..(b + 1) * g.c_out * n];
-        for (first, rows) in g.tiles() {
-            let width = rows * ow;
-            let cols = &mut cols[..taps * width];
-            g.im2col(x_b, first, rows, cols);
-            // SAFETY: `y_b[c, first·ow ..][.. width]` for each of `c_out` rows of stride `n`,
-            // `W` as `[c_out, taps]`, `cols` as `[taps, width]`: all inside their slices.
+    let mut y = Vec::with_capacity(g.batch * g.c_out * n);
+    for i in 0..g.batch * g.c_out {
+        y.resize(y.len() + n, bs[i % g.c_out]);
+    }
+    let in_len = g.c_in * g.in_plane();
+    if g.pointwise() {
+        for (x_b, y_b) in xs.chunks(in_len).zip(y.chunks_mut(g.c_out * n)) {
+            // SAFETY: `y_b` as `[c_out, n]`, `W` as `[c_out, c_in]`, `x_b` as `[c_in, n]`.
             unsafe {
                 product(
-                    [g.c_out, taps, width],
-                    (y_b.as_mut_ptr().add(first * ow), n as isize, 1),
+                    [g.c_out, taps, n],
+                    (y_b.as_mut_ptr(), n as isize, 1),
                     true,
                     (ws.as_ptr(), taps as isize, 1),
-                    (cols.as_ptr(), width as isize, 1),
+                    (x_b.as_ptr(), n as isize, 1),
                 );
             }
         }
+    } else {
+        with_scratch(taps * g.rows_per_tile() * ow, |cols| {
+            for (x_b, y_b) in xs.chunks(in_len).zip(y.chunks_mut(g.c_out * n)) {
+                for (first, rows) in g.tiles() {
+                    let width = rows * ow;
+                    let cols = &mut cols[..taps * width];
+                    g.im2col(x_b, first, rows, cols);
+                    // SAFETY: `y_b[c, first·ow ..][.. width]` for each of `c_out` rows of
+                    // stride `n`, `W` as `[c_out, taps]`, `cols` as `[taps, width]`: all
+                    // inside their slices.
+                    unsafe {
+                        product(
+                            [g.c_out, taps, width],
+                            (y_b.as_mut_ptr().add(first * ow), n as isize, 1),
+                            true,
+                            (ws.as_ptr(), taps as isize, 1),
+                            (cols.as_ptr(), width as isize, 1),
+                        );
+                    }
+                }
+            }
+        });
     }
     let [od, oh, ow] = g.output;
     tensor(y, Shape::new([g.batch, g.c_out, od, oh, ow]))
@@ -315,42 +359,73 @@ pub(in crate::kernels) fn backward(
     let (taps, n) = (g.taps(), g.out_plane());
     let ow = g.output[2];
     let in_len = g.c_in * g.in_plane();
-    let mut dx = vec![0f32; g.batch * in_len];
     let mut dw = vec![0f32; g.c_out * taps];
-    let mut cols = vec![0f32; taps * g.rows_per_tile() * ow];
-    let mut dcols = vec![0f32; taps * g.rows_per_tile() * ow];
     let mut first_product = true;
-    for b in 0..g.batch {
-        let x_b = &xs[b * in_len..(b + 1) * in_len];
-        let dy_b = &dys[b * g.c_out * n..(b + 1) * g.c_out * n];
-        let dx_b = &mut dx[b * in_len..(b + 1) * in_len];
-        for (first, rows) in g.tiles() {
-            let width = rows * ow;
-            let (cols, dcols) = (&mut cols[..taps * width], &mut dcols[..taps * width]);
-            g.im2col(x_b, first, rows, cols);
-            let dy_tile = dy_b[first * ow..].as_ptr();
-            // SAFETY: `dW` as `[c_out, taps]`; `dY[:, tile]` as `[c_out, width]` (row stride
-            // `n`) and `colsᵀ` as `[width, taps]` (`cols` read by column); `dcols` as
-            // `[taps, width]`, `Wᵀ` as `[taps, c_out]`: all inside their slices.
+    // `dW (+)= dY[:, tile]·colsᵀ`, with `cols` as `[taps, width]` at `cols`, `dY[:, tile]`
+    // at `dy_tile` with row stride `n`.
+    let mut weight_gradient = |dy_tile: *const f32, cols: *const f32, width: usize| {
+        // SAFETY: `dW` as `[c_out, taps]`; the caller's `dY[:, tile]` as `[c_out, width]`
+        // (row stride `n`) and `colsᵀ` as `[width, taps]` (`cols` read by column).
+        unsafe {
+            product(
+                [g.c_out, width, taps],
+                (dw.as_mut_ptr(), taps as isize, 1),
+                !first_product,
+                (dy_tile, n as isize, 1),
+                (cols, 1, width as isize),
+            );
+        }
+        first_product = false;
+    };
+    let mut dx = vec![0f32; g.batch * in_len];
+    if g.pointwise() {
+        for ((x_b, dy_b), dx_b) in xs
+            .chunks(in_len)
+            .zip(dys.chunks(g.c_out * n))
+            .zip(dx.chunks_mut(in_len))
+        {
+            weight_gradient(dy_b.as_ptr(), x_b.as_ptr(), n);
+            // SAFETY: `dx_b` as `[c_in, n]`, `Wᵀ` as `[c_in, c_out]`, `dY` as `[c_out, n]`.
             unsafe {
                 product(
-                    [g.c_out, width, taps],
-                    (dw.as_mut_ptr(), taps as isize, 1),
-                    !first_product,
-                    (dy_tile, n as isize, 1),
-                    (cols.as_ptr(), 1, width as isize),
-                );
-                product(
-                    [taps, g.c_out, width],
-                    (dcols.as_mut_ptr(), width as isize, 1),
+                    [taps, g.c_out, n],
+                    (dx_b.as_mut_ptr(), n as isize, 1),
                     false,
                     (ws.as_ptr(), 1, taps as isize),
-                    (dy_tile, n as isize, 1),
+                    (dy_b.as_ptr(), n as isize, 1),
                 );
             }
-            first_product = false;
-            g.col2im(dcols, first, rows, dx_b);
         }
+    } else {
+        let len = taps * g.rows_per_tile() * ow;
+        with_scratch(2 * len, |scratch| {
+            let (cols, dcols) = scratch.split_at_mut(len);
+            for ((x_b, dy_b), dx_b) in xs
+                .chunks(in_len)
+                .zip(dys.chunks(g.c_out * n))
+                .zip(dx.chunks_mut(in_len))
+            {
+                for (first, rows) in g.tiles() {
+                    let width = rows * ow;
+                    let (cols, dcols) = (&mut cols[..taps * width], &mut dcols[..taps * width]);
+                    g.im2col(x_b, first, rows, cols);
+                    let dy_tile = dy_b[first * ow..].as_ptr();
+                    weight_gradient(dy_tile, cols.as_ptr(), width);
+                    // SAFETY: `dcols` as `[taps, width]`, `Wᵀ` as `[taps, c_out]`, `dY[:, tile]`
+                    // as `[c_out, width]` (row stride `n`): all inside their slices.
+                    unsafe {
+                        product(
+                            [taps, g.c_out, width],
+                            (dcols.as_mut_ptr(), width as isize, 1),
+                            false,
+                            (ws.as_ptr(), 1, taps as isize),
+                            (dy_tile, n as isize, 1),
+                        );
+                    }
+                    g.col2im(dcols, first, rows, dx_b);
+                }
+            }
+        });
     }
     let db: Vec<f32> = (0..g.c_out)
         .into_par_iter()
