@@ -112,7 +112,7 @@ fn text(p: &plan::Plan) -> String {
     };
     out += &format!(
         "memory     {} per rank{}: model states {} (weights {}, gradients {}, AdamW {}{}), \
-         activations {}{ckpt}, eval batch {}{}\n",
+         activations {}{ckpt}, eval batch {}{}{}\n",
         bytes(m.total),
         match (&m.device, m.fits) {
             (Some(d), Some(true)) => format!(" of {} ({})", bytes(d.bytes), d.name),
@@ -132,6 +132,11 @@ fn text(p: &plan::Plan) -> String {
         bytes(m.eval_batch),
         if m.loader_prefetch > 0 {
             format!(", loader prefetch {}", bytes(m.loader_prefetch))
+        } else {
+            String::new()
+        },
+        if m.conv_workspace > 0 {
+            format!(", convolution columns {}", bytes(m.conv_workspace))
         } else {
             String::new()
         },

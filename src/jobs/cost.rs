@@ -16,9 +16,9 @@
 //! These figures predict the peak a step reaches, and are checked against runner's measured
 //! peak on the embedded backend (`just bench-checkpointing`) and against what PyTorch keeps
 //! for the reference models (`just bench-plan-accuracy`), not transcribed from burn's source.
-//! The backward pass adds transient buffers that are not counted separately (burn-flex's
-//! convolution backward: an im2col of the input per thread and a column buffer of up to
-//! 8 MiB; zero-filled gradients of slices).
+//! The column buffer burn-flex's convolution keeps between calls (up to 8 MiB) is counted
+//! once per process (`conv_workspace`). Transient buffers of the backward pass are not
+//! counted (the gradients in flight, zero-filled gradients of slices, gemm's packing).
 
 /// Per training sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
@@ -37,6 +37,9 @@ pub struct SampleCost {
     /// with gradient checkpointing.
     pub dropout_masks: f64,
     pub dropout_masks_checkpointed: f64,
+    /// Elements of the column buffer burn-flex's convolution keeps on the training thread
+    /// (`kernels::conv3d_workspace`): once per process, not per sample.
+    pub conv_workspace: f64,
     /// Extra forward FLOPs gradient checkpointing spends recomputing the blocks.
     pub recompute_flops: f64,
     /// The most an evaluation's forward pass (no graph) holds at once, taken as three times
@@ -65,6 +68,7 @@ pub struct Tally {
     masks_kept: f64,
     masks_largest_block: f64,
     masks_all: f64,
+    workspace: f64,
 }
 
 impl Tally {
@@ -98,6 +102,12 @@ impl Tally {
         self.norms_all += norms;
     }
 
+    /// A convolution whose flex kernel needs a column buffer of `elements`: the largest is
+    /// what stays allocated.
+    pub fn workspace(&mut self, elements: f64) {
+        self.workspace = self.workspace.max(elements);
+    }
+
     /// Dropout masks of `elements` in a stage that is never recomputed.
     pub fn kept_masks(&mut self, elements: f64) {
         self.masks_kept += elements;
@@ -120,6 +130,7 @@ impl Tally {
             norm_inputs_checkpointed: self.norms_kept + self.norms_largest_block,
             dropout_masks: self.masks_all,
             dropout_masks_checkpointed: self.masks_kept + self.masks_largest_block,
+            conv_workspace: self.workspace,
             recompute_flops: self.recompute,
             inference: 3.0 * self.largest_input,
             input_bytes,

@@ -108,6 +108,13 @@ pub(super) fn autodiff<B: FusedOps, C: CheckpointStrategy>(
     }
 }
 
+/// Elements of the column buffer [`conv3d`] keeps on burn-flex for a convolution of `c_in`
+/// channels and a kernel of `kernel_volume` taps (1 for a pointwise one, stride 1) over
+/// `positions` output positions of one sample: for `runner plan`.
+pub fn conv3d_workspace(c_in: usize, kernel_volume: usize, positions: usize) -> usize {
+    super::flex::conv3d::workspace(c_in, kernel_volume, positions)
+}
+
 #[cfg(test)]
 mod tests {
     use burn::module::Param;

@@ -36,7 +36,7 @@ mod libtorch;
 mod norm;
 
 pub use adamw::{AdamWHyper, adamw_step};
-pub use conv3d::conv3d;
+pub use conv3d::{conv3d, conv3d_workspace};
 pub use dropout::{Mask, dropout, mask_bits};
 pub use gelu::gelu;
 pub use group_norm::{FrameNorm, frame_group_norm};

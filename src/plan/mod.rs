@@ -114,6 +114,8 @@ pub struct Memory {
     pub eval_batch: u64,
     /// The loader's prefetched micro-batches (host memory; counted in the total on a CPU).
     pub loader_prefetch: u64,
+    /// The column buffer burn-flex's convolution keeps (on `flex` only).
+    pub conv_workspace: u64,
     pub total: u64,
     /// What the total is held against.
     pub device: Option<DeviceMemory>,
@@ -329,6 +331,11 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
     let workers = u64::from(exp.loader.num_workers);
     let prefetched = (workers * u64::from(exp.loader.prefetch_factor)).max(1);
     let loader_prefetch = (cost.input_bytes * (prefetched * batch) as f64) as u64;
+    let conv_workspace = if exp.hardware.backend == Backend::Flex {
+        (cost.conv_workspace * 4.0) as u64
+    } else {
+        0
+    };
     // The total for a batch, precision and checkpointing (what the advice varies).
     let total = |batch: u64, dtype: Dtype, checkpointing: bool| {
         let width = if dtype == Dtype::Fp32 { 4.0 } else { 2.0 };
@@ -363,7 +370,7 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
             4 * fp32 + low,
             activations,
             eval,
-            4 * fp32 + low + activations.max(eval) + host,
+            4 * fp32 + low + activations.max(eval) + host + conv_workspace,
         )
     };
     let dtype = exp.precision.dtype;
@@ -407,7 +414,7 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
         }
         // Evaluation runs between steps, on the fp32 master: its batch is its own.
         let per_eval_sample = (cost.inference * 4.0) as u64;
-        let states = model_states + if on_cpu { loader_prefetch } else { 0 };
+        let states = model_states + conv_workspace + if on_cpu { loader_prefetch } else { 0 };
         if states + eval > dev.bytes && per_eval_sample > 0 && dev.bytes > states {
             let n = ((dev.bytes - states) / per_eval_sample).min(eval_batch as u64);
             if n >= 1 && n < eval_batch as u64 {
@@ -454,6 +461,7 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
         activations_with_checkpointing: total(batch, dtype, true).1,
         eval_batch: eval,
         loader_prefetch,
+        conv_workspace,
         total: sum,
         device,
         fits,

@@ -297,3 +297,23 @@ fn dropout_masks_count_where_the_backend_keeps_them() {
     let tch_no_dropout = activations(&["hardware.backend=tch", no_dropout[0]]);
     assert_eq!(tch_no_dropout, activations(&no_dropout));
 }
+
+#[test]
+fn the_convolution_columns_count_on_flex_only() {
+    // burn-flex's conv3d keeps one column buffer (8 MiB at most) between calls; libtorch's
+    // convolutions are its own. The CausalVAE's largest 3³ convolution fills the bound.
+    let memory = |extra: &[&str]| {
+        let p: Json = serde_json::from_str(&stdout(
+            runner()
+                .args(["plan", "experiments/causalvae-tiny.yaml", "--format", "json"])
+                .args(extra),
+        ))
+        .unwrap();
+        p["memory_per_rank"].clone()
+    };
+    let (flex, tch) = (memory(&[]), memory(&["hardware.backend=tch"]));
+    assert_eq!(flex["conv_workspace"], 8 << 20, "{flex}");
+    assert_eq!(tch["conv_workspace"], 0, "{tch}");
+    let total = |m: &Json| m["total"].as_u64().unwrap();
+    assert_eq!(total(&flex) - total(&tch), 8 << 20);
+}

@@ -216,6 +216,8 @@ impl Walk {
     /// time) and writing `output`; it keeps its input.
     fn conv(&mut self, c_in: usize, c_out: usize, k: usize, input: f64, output: f64) {
         self.params += (c_in * c_out * k + c_out) as u64;
+        self.tally
+            .workspace(crate::kernels::conv3d_workspace(c_in, k, output as usize) as f64);
         self.add(
             matmul(output, (c_in * k) as f64, c_out as f64),
             c_in as f64 * input,

@@ -24,11 +24,11 @@ use std::cell::Cell;
 use super::elems;
 use crate::kernels::conv3d;
 
-/// Elements of one tile's `cols` (8 MiB of `f32`).
+/// Elements of one tile's `cols` (8 MiB of `f32`): a quarter of it ran the CausalVAE 4–10% slower.
 const COLS_BUDGET: usize = 2 << 20;
 
 thread_local! {
-    /// The last convolution's `cols` (and `dcols`) on this thread, kept for the next: every
+    /// The last convolution's `cols` (then `dcols`) on this thread, kept for the next: every
     /// tile overwrites what it uses, so the buffer is never zeroed again (a fresh zeroed one
     /// per call was 5% of the CausalVAE's step in `memset`).
     static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
@@ -44,6 +44,17 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let r = f(&mut buf[..len]);
     SCRATCH.set(buf);
     r
+}
+
+/// Elements of the column buffer a convolution of `c_in` channels and a kernel of
+/// `kernel_volume` taps over `positions` output positions keeps: none when pointwise, else
+/// at most [`COLS_BUDGET`] (a tile holds whole rows, so it may hold fewer: this is its bound).
+pub(in crate::kernels) fn workspace(c_in: usize, kernel_volume: usize, positions: usize) -> usize {
+    if kernel_volume == 1 {
+        0
+    } else {
+        (c_in * kernel_volume * positions).min(COLS_BUDGET)
+    }
 }
 
 /// The sizes of one convolution.
@@ -397,9 +408,8 @@ pub(in crate::kernels) fn backward(
             }
         }
     } else {
-        let len = taps * g.rows_per_tile() * ow;
-        with_scratch(2 * len, |scratch| {
-            let (cols, dcols) = scratch.split_at_mut(len);
+        // One buffer: `cols` for the weight gradient, then `dcols` over it.
+        with_scratch(taps * g.rows_per_tile() * ow, |scratch| {
             for ((x_b, dy_b), dx_b) in xs
                 .chunks(in_len)
                 .zip(dys.chunks(g.c_out * n))
@@ -407,10 +417,11 @@ pub(in crate::kernels) fn backward(
             {
                 for (first, rows) in g.tiles() {
                     let width = rows * ow;
-                    let (cols, dcols) = (&mut cols[..taps * width], &mut dcols[..taps * width]);
-                    g.im2col(x_b, first, rows, cols);
+                    let buffer = &mut scratch[..taps * width];
+                    g.im2col(x_b, first, rows, buffer);
                     let dy_tile = dy_b[first * ow..].as_ptr();
-                    weight_gradient(dy_tile, cols.as_ptr(), width);
+                    weight_gradient(dy_tile, buffer.as_ptr(), width);
+                    let dcols = buffer;
                     // SAFETY: `dcols` as `[taps, width]`, `Wᵀ` as `[taps, c_out]`, `dY[:, tile]`
                     // as `[c_out, width]` (row stride `n`): all inside their slices.
                     unsafe {
