@@ -305,7 +305,12 @@ fn the_convolution_columns_count_on_flex_only() {
     let memory = |extra: &[&str]| {
         let p: Json = serde_json::from_str(&stdout(
             runner()
-                .args(["plan", "experiments/causalvae-tiny.yaml", "--format", "json"])
+                .args([
+                    "plan",
+                    "experiments/causalvae-tiny.yaml",
+                    "--format",
+                    "json",
+                ])
                 .args(extra),
         ))
         .unwrap();
