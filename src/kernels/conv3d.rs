@@ -15,7 +15,7 @@ use std::any::TypeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex};
@@ -89,23 +89,12 @@ pub(super) fn autodiff<B: FusedOps, C: CheckpointStrategy>(
         }
     }
 
-    let nodes = [x.node(), weight.node(), bias.node()];
-    let (x, weight, bias) = (
-        x.into_primitive(),
-        weight.into_primitive(),
-        bias.into_primitive(),
-    );
-    match Conv3dBackward
-        .prepare::<C>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let y = B::conv3d_with_bias(x.clone(), weight.clone(), bias.clone(), options.clone());
-            prep.finish((x, weight, bias, options), y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(B::conv3d_with_bias(x, weight, bias, options)),
-    }
+    super::forward_three::<B, C, _>(
+        Conv3dBackward,
+        [x, weight, bias],
+        |x, weight, bias| B::conv3d_with_bias(x, weight, bias, options.clone()),
+        |x, weight, bias| (x, weight, bias, options.clone()),
+    )
 }
 
 /// Elements of the column buffer [`conv3d`] keeps on burn-flex for a convolution of `c_in`

@@ -13,7 +13,7 @@
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, TensorMetadata};
 use burn::nn::GroupNorm;
@@ -196,23 +196,12 @@ pub(super) fn autodiff<B: FusedOps, C: CheckpointStrategy>(
         }
     }
 
-    let nodes = [x.node(), gamma.node(), beta.node()];
-    let (x, gamma, beta) = (
-        x.into_primitive(),
-        gamma.into_primitive(),
-        beta.into_primitive(),
-    );
-    match FrameNormBackward
-        .prepare::<C>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let y = B::frame_group_norm(x.clone(), gamma.clone(), beta.clone(), how);
-            prep.finish((x, gamma, beta, how), y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(B::frame_group_norm(x, gamma, beta, how)),
-    }
+    super::forward_three::<B, C, _>(
+        FrameNormBackward,
+        [x, gamma, beta],
+        |x, gamma, beta| B::frame_group_norm(x, gamma, beta, how),
+        |x, gamma, beta| (x, gamma, beta, how),
+    )
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ pub use norm::{LayerNorm, softmax_last};
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::Ops;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
@@ -275,6 +275,26 @@ impl FusedOps for Flex {
         options: ConvOptions<3>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         flex::conv3d::backward(x, weight, bias, dy, options)
+    }
+}
+
+/// The forward of a three-input op with its own backward `op`, recorded as burn's autodiff
+/// records its ops: `forward` computes the output from the inner tensors; when the graph
+/// tracks it, `state` makes what `op`'s backward keeps from the same three.
+fn forward_three<B: Backend, C: CheckpointStrategy, O: Backward<B, 3>>(
+    op: O,
+    [x, a, b]: [FloatTensor<Autodiff<B, C>>; 3],
+    forward: impl FnOnce(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+    state: impl FnOnce(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) -> O::State,
+) -> FloatTensor<Autodiff<B, C>> {
+    let nodes = [x.node(), a.node(), b.node()];
+    let (x, a, b) = (x.into_primitive(), a.into_primitive(), b.into_primitive());
+    match op.prepare::<C>(nodes).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let y = forward(x.clone(), a.clone(), b.clone());
+            prep.finish(state(x, a, b), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x, a, b)),
     }
 }
 

@@ -139,24 +139,13 @@ pub(super) fn layer_norm_autodiff<B: FusedOps, C: CheckpointStrategy>(
         }
     }
 
-    let nodes = [x.node(), gamma.node(), beta.node()];
-    let (x, gamma, beta) = (
-        x.into_primitive(),
-        gamma.into_primitive(),
-        beta.into_primitive(),
-    );
-    let forward = |x, gamma: FloatTensor<B>| <B as FusedOps>::layer_norm(x, gamma, beta, epsilon);
-    match LayerNormBackward
-        .prepare::<C>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let y = forward(x.clone(), gamma.clone());
-            prep.finish((x, gamma, epsilon), y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(forward(x, gamma)),
-    }
+    super::forward_three::<B, C, _>(
+        LayerNormBackward,
+        [x, gamma, beta],
+        |x, gamma, beta| <B as FusedOps>::layer_norm(x, gamma, beta, epsilon),
+        // The shift's gradient is the output gradient's sum: β is not kept.
+        |x, gamma, _| (x, gamma, epsilon),
+    )
 }
 
 pub(super) fn softmax_last_autodiff<B: FusedOps, C: CheckpointStrategy>(
