@@ -125,9 +125,41 @@ impl Geometry {
     }
 
     /// Output rows (of `output[2]` positions) per tile: as many as the budget allows, at most
-    /// the sample's.
+    /// the sample's (all of them when pointwise, which builds no columns).
     fn rows_per_tile(&self) -> usize {
-        (COLS_BUDGET / (self.taps() * self.output[2])).clamp(1, self.output[0] * self.output[1])
+        let rows = self.output[0] * self.output[1];
+        if self.pointwise() {
+            return rows;
+        }
+        (COLS_BUDGET / (self.taps() * self.output[2])).clamp(1, rows)
+    }
+
+    /// Elements of the column buffer the tiles need.
+    fn scratch_len(&self) -> usize {
+        if self.pointwise() {
+            0
+        } else {
+            self.taps() * self.rows_per_tile() * self.output[2]
+        }
+    }
+
+    /// The columns of the output rows `first..first + rows` of one sample `x`, as `[taps,
+    /// rows·ow]` at the pointer with the row stride returned: the input itself when
+    /// pointwise, else built into `scratch` (see [`Self::im2col`]).
+    fn tile_columns(
+        &self,
+        x: &[f32],
+        first: usize,
+        rows: usize,
+        scratch: &mut [f32],
+    ) -> (*const f32, isize) {
+        let ow = self.output[2];
+        if self.pointwise() {
+            return (x[first * ow..].as_ptr(), self.out_plane() as isize);
+        }
+        let width = rows * ow;
+        self.im2col(x, first, rows, &mut scratch[..self.taps() * width]);
+        (scratch.as_ptr(), width as isize)
     }
 
     /// Kernel 1 × 1 × 1, stride 1, no padding: the input is its own `cols`.
@@ -311,42 +343,26 @@ pub(in crate::kernels) fn forward(
         y.resize(y.len() + n, bs[i % g.c_out]);
     }
     let in_len = g.c_in * g.in_plane();
-    if g.pointwise() {
+    with_scratch(g.scratch_len(), |scratch| {
         for (x_b, y_b) in xs.chunks(in_len).zip(y.chunks_mut(g.c_out * n)) {
-            // SAFETY: `y_b` as `[c_out, n]`, `W` as `[c_out, c_in]`, `x_b` as `[c_in, n]`.
-            unsafe {
-                product(
-                    [g.c_out, taps, n],
-                    (y_b.as_mut_ptr(), n as isize, 1),
-                    true,
-                    (ws.as_ptr(), taps as isize, 1),
-                    (x_b.as_ptr(), n as isize, 1),
-                );
-            }
-        }
-    } else {
-        with_scratch(taps * g.rows_per_tile() * ow, |cols| {
-            for (x_b, y_b) in xs.chunks(in_len).zip(y.chunks_mut(g.c_out * n)) {
-                for (first, rows) in g.tiles() {
-                    let width = rows * ow;
-                    let cols = &mut cols[..taps * width];
-                    g.im2col(x_b, first, rows, cols);
-                    // SAFETY: `y_b[c, first·ow ..][.. width]` for each of `c_out` rows of
-                    // stride `n`, `W` as `[c_out, taps]`, `cols` as `[taps, width]`: all
-                    // inside their slices.
-                    unsafe {
-                        product(
-                            [g.c_out, taps, width],
-                            (y_b.as_mut_ptr().add(first * ow), n as isize, 1),
-                            true,
-                            (ws.as_ptr(), taps as isize, 1),
-                            (cols.as_ptr(), width as isize, 1),
-                        );
-                    }
+            for (first, rows) in g.tiles() {
+                let width = rows * ow;
+                let (cols, stride) = g.tile_columns(x_b, first, rows, scratch);
+                // SAFETY: `y_b[c, first·ow ..][.. width]` for each of `c_out` rows of stride
+                // `n`, `W` as `[c_out, taps]`, the columns as `[taps, width]` with their row
+                // stride: all inside their slices.
+                unsafe {
+                    product(
+                        [g.c_out, taps, width],
+                        (y_b.as_mut_ptr().add(first * ow), n as isize, 1),
+                        true,
+                        (ws.as_ptr(), taps as isize, 1),
+                        (cols, stride, 1),
+                    );
                 }
             }
-        });
-    }
+        }
+    });
     let [od, oh, ow] = g.output;
     tensor(y, Shape::new([g.batch, g.c_out, od, oh, ow]))
 }
@@ -372,72 +388,53 @@ pub(in crate::kernels) fn backward(
     let in_len = g.c_in * g.in_plane();
     let mut dw = vec![0f32; g.c_out * taps];
     let mut first_product = true;
-    // `dW (+)= dY[:, tile]·colsᵀ`, with `cols` as `[taps, width]` at `cols`, `dY[:, tile]`
-    // at `dy_tile` with row stride `n`.
-    let mut weight_gradient = |dy_tile: *const f32, cols: *const f32, width: usize| {
-        // SAFETY: `dW` as `[c_out, taps]`; the caller's `dY[:, tile]` as `[c_out, width]`
-        // (row stride `n`) and `colsᵀ` as `[width, taps]` (`cols` read by column).
-        unsafe {
-            product(
-                [g.c_out, width, taps],
-                (dw.as_mut_ptr(), taps as isize, 1),
-                !first_product,
-                (dy_tile, n as isize, 1),
-                (cols, 1, width as isize),
-            );
-        }
-        first_product = false;
-    };
     let mut dx = vec![0f32; g.batch * in_len];
-    if g.pointwise() {
+    // One buffer: the columns for the weight gradient, then `dcols` over them.
+    with_scratch(g.scratch_len(), |scratch| {
         for ((x_b, dy_b), dx_b) in xs
             .chunks(in_len)
             .zip(dys.chunks(g.c_out * n))
             .zip(dx.chunks_mut(in_len))
         {
-            weight_gradient(dy_b.as_ptr(), x_b.as_ptr(), n);
-            // SAFETY: `dx_b` as `[c_in, n]`, `Wᵀ` as `[c_in, c_out]`, `dY` as `[c_out, n]`.
-            unsafe {
-                product(
-                    [taps, g.c_out, n],
-                    (dx_b.as_mut_ptr(), n as isize, 1),
-                    false,
-                    (ws.as_ptr(), 1, taps as isize),
-                    (dy_b.as_ptr(), n as isize, 1),
-                );
-            }
-        }
-    } else {
-        // One buffer: `cols` for the weight gradient, then `dcols` over it.
-        with_scratch(taps * g.rows_per_tile() * ow, |scratch| {
-            for ((x_b, dy_b), dx_b) in xs
-                .chunks(in_len)
-                .zip(dys.chunks(g.c_out * n))
-                .zip(dx.chunks_mut(in_len))
-            {
-                for (first, rows) in g.tiles() {
-                    let width = rows * ow;
-                    let buffer = &mut scratch[..taps * width];
-                    g.im2col(x_b, first, rows, buffer);
-                    let dy_tile = dy_b[first * ow..].as_ptr();
-                    weight_gradient(dy_tile, buffer.as_ptr(), width);
-                    let dcols = buffer;
-                    // SAFETY: `dcols` as `[taps, width]`, `Wᵀ` as `[taps, c_out]`, `dY[:, tile]`
-                    // as `[c_out, width]` (row stride `n`): all inside their slices.
-                    unsafe {
-                        product(
-                            [taps, g.c_out, width],
-                            (dcols.as_mut_ptr(), width as isize, 1),
-                            false,
-                            (ws.as_ptr(), 1, taps as isize),
-                            (dy_tile, n as isize, 1),
-                        );
-                    }
-                    g.col2im(dcols, first, rows, dx_b);
+            for (first, rows) in g.tiles() {
+                let width = rows * ow;
+                let (cols, stride) = g.tile_columns(x_b, first, rows, scratch);
+                let dy_tile = dy_b[first * ow..].as_ptr();
+                // Pointwise, `Wᵀ·dY` is the input gradient itself; else `dcols`, scattered
+                // back by col2im.
+                let (dcols, dcols_stride) = if g.pointwise() {
+                    (dx_b[first * ow..].as_mut_ptr(), n)
+                } else {
+                    (scratch.as_mut_ptr(), width)
+                };
+                // SAFETY: `dW` as `[c_out, taps]`; `dY[:, tile]` as `[c_out, width]` (row
+                // stride `n`) and the columns' transpose as `[width, taps]` (read by column);
+                // `dcols` as `[taps, width]` with its row stride, `Wᵀ` as `[taps, c_out]`:
+                // all inside their slices. `dcols` overwrites the columns only after the
+                // weight gradient has read them.
+                unsafe {
+                    product(
+                        [g.c_out, width, taps],
+                        (dw.as_mut_ptr(), taps as isize, 1),
+                        !first_product,
+                        (dy_tile, n as isize, 1),
+                        (cols, 1, stride),
+                    );
+                    product(
+                        [taps, g.c_out, width],
+                        (dcols, dcols_stride as isize, 1),
+                        false,
+                        (ws.as_ptr(), 1, taps as isize),
+                        (dy_tile, n as isize, 1),
+                    );
+                }
+                first_product = false;
+                if !g.pointwise() {
+                    g.col2im(&scratch[..taps * width], first, rows, dx_b);
                 }
             }
-        });
-    }
+        }
+    });
     let db: Vec<f32> = (0..g.c_out)
         .into_par_iter()
         .map(|c| {
