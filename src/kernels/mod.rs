@@ -4,7 +4,10 @@
 //! per element from a ChaCha stream on one thread, a mask kept for backward), LayerNorm and
 //! softmax (recorded by burn's autodiff as 5–8 separate ops each way), GELU (libm's
 //! `erff` per element), the CausalVAE's per-frame GroupNorm with its SiLU, and its 3-D
-//! convolutions (burn-flex's direct loop, replaced by im2col and `gemm`).
+//! convolutions (burn-flex's direct loop, replaced by im2col and `gemm`); and, on every
+//! backend, `Linear` over a batch's rows as one product (`linear.rs`: burn recorded a batched
+//! product against a broadcast weight, whose gradient was one product per sample, then
+//! summed).
 //!
 //! One backend extension trait, [`FusedOps`], through burn's extension point
 //! (`#[backend_extension]`): each method has a default body, either the backend's own op or
@@ -33,12 +36,14 @@ mod gelu;
 mod group_norm;
 #[cfg(feature = "tch")]
 mod libtorch;
+mod linear;
 mod norm;
 
 pub use adamw::{AdamWHyper, adamw_step};
 pub use conv3d::{conv3d, conv3d_workspace};
 pub use dropout::{Mask, dropout, mask_bits};
 pub use gelu::gelu;
+pub use linear::linear;
 pub use group_norm::{FrameNorm, frame_group_norm};
 pub use norm::{LayerNorm, softmax_last};
 

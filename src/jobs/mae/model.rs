@@ -15,7 +15,7 @@ use burn::prelude::*;
 use burn::tensor::{DType, FloatDType, TensorData};
 
 use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
-use crate::kernels::{LayerNorm, gelu, softmax_last};
+use crate::kernels::{LayerNorm, gelu, linear, softmax_last};
 use crate::train::recompute::{Out, Stage, Stages};
 
 /// Sizes of one model.
@@ -169,7 +169,7 @@ pub struct MaeInput {
     pub keep: usize,
 }
 
-fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+fn linear_layer(d_in: usize, d_out: usize, device: &Device) -> Linear {
     // The reference: xavier_uniform weights, zero biases.
     let mut l = LinearConfig::new(d_in, d_out)
         .with_initializer(Initializer::XavierUniform { gain: 1.0 })
@@ -196,14 +196,14 @@ fn blocks(n: usize, d: usize, heads: usize, device: &Device) -> Vec<Block> {
         .map(|_| Block {
             norm1: layer_norm(d, device),
             attn: Attention {
-                qkv: linear(d, 3 * d, device),
-                proj: linear(d, d, device),
+                qkv: linear_layer(d, 3 * d, device),
+                proj: linear_layer(d, d, device),
                 num_heads: heads,
             },
             norm2: layer_norm(d, device),
             mlp: Mlp {
-                fc1: linear(d, 4 * d, device),
-                fc2: linear(4 * d, d, device),
+                fc1: linear_layer(d, 4 * d, device),
+                fc2: linear_layer(4 * d, d, device),
             },
         })
         .collect()
@@ -212,11 +212,11 @@ fn blocks(n: usize, d: usize, heads: usize, device: &Device) -> Vec<Block> {
 impl MaeVit {
     pub fn new(s: &MaeShape, device: &Device) -> MaeVit {
         MaeVit {
-            patch_embed: linear(s.patch_dim(), s.embed_dim, device),
+            patch_embed: linear_layer(s.patch_dim(), s.embed_dim, device),
             cls_token: token(s.embed_dim, device),
             blocks: blocks(s.depth, s.embed_dim, s.num_heads, device),
             norm: layer_norm(s.embed_dim, device),
-            decoder_embed: linear(s.embed_dim, s.decoder_embed_dim, device),
+            decoder_embed: linear_layer(s.embed_dim, s.decoder_embed_dim, device),
             mask_token: token(s.decoder_embed_dim, device),
             decoder_blocks: blocks(
                 s.decoder_depth,
@@ -225,7 +225,7 @@ impl MaeVit {
                 device,
             ),
             decoder_norm: layer_norm(s.decoder_embed_dim, device),
-            decoder_pred: linear(s.decoder_embed_dim, s.patch_dim(), device),
+            decoder_pred: linear_layer(s.decoder_embed_dim, s.patch_dim(), device),
             patch_size: s.patch_size,
             norm_pix_loss: s.norm_pix_loss,
             pos_embed: sincos_pos_embed(s.embed_dim, s.grid()),
@@ -284,7 +284,7 @@ impl MaeVit {
             TensorData::new(self.pos_embed.clone(), [patches + 1, d]),
             (&device, dtype),
         );
-        let x = self.patch_embed.forward(x) + pos.clone().slice(1..).unsqueeze::<3>();
+        let x = linear(&self.patch_embed, x) + pos.clone().slice(1..).unsqueeze::<3>();
         // Keep the visible patches of each sample.
         let keep = input.keep;
         let x = x
@@ -302,7 +302,7 @@ impl MaeVit {
         let dtype = x.dtype();
         let [batch, patches] = input.hidden.dims();
         let keep = input.keep;
-        let y = self.decoder_embed.forward(self.norm.forward(x));
+        let y = linear(&self.decoder_embed, self.norm.forward(x));
         let dd = self.mask_token.dims()[2];
         let visible = y.clone().slice([0..batch, 1..keep + 1]);
         let masked = self.mask_token.val().expand([batch, patches - keep, dd]);
@@ -320,7 +320,7 @@ impl MaeVit {
     /// Predicted pixels from the decoder's last block, without `[CLS]`, `[B, L, p·p·3]`.
     pub fn predict(&self, y: Tensor<3>) -> Tensor<3> {
         let [batch, n, _] = y.dims();
-        let y = self.decoder_pred.forward(self.decoder_norm.forward(y));
+        let y = linear(&self.decoder_pred, self.decoder_norm.forward(y));
         y.slice([0..batch, 1..n])
     }
 
@@ -389,10 +389,10 @@ impl Block {
     /// One pre-LN ViT block.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(self.norm1.forward(x));
-        let h = self
-            .mlp
-            .fc2
-            .forward(gelu(self.mlp.fc1.forward(self.norm2.forward(x.clone()))));
+        let h = linear(
+            &self.mlp.fc2,
+            gelu(linear(&self.mlp.fc1, self.norm2.forward(x.clone()))),
+        );
         x + h
     }
 }
@@ -403,9 +403,7 @@ impl Attention {
         let heads = self.num_heads;
         let head_dim = dim / heads;
         // qkv: [B, N, 3·D] → [3, B, heads, N, head_dim], as timm reshapes it.
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = linear(&self.qkv, x)
             .reshape([batch, seq, 3, heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| {
@@ -421,7 +419,7 @@ impl Attention {
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([batch, seq, dim]);
-        self.proj.forward(out)
+        linear(&self.proj, out)
     }
 }
 

@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
 
 use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
-use crate::kernels::{LayerNorm, dropout, gelu, softmax_last};
+use crate::kernels::{LayerNorm, dropout, gelu, linear, softmax_last};
 use crate::train::recompute::Stages;
 
 /// Sizes of one model (from `arch`, explicit keys, or a checkpoint's `config.json`).
@@ -86,7 +86,7 @@ fn normal() -> Initializer {
     }
 }
 
-fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+fn linear_layer(d_in: usize, d_out: usize, device: &Device) -> Linear {
     let mut l = LinearConfig::new(d_in, d_out)
         .with_initializer(normal())
         .init(device);
@@ -179,7 +179,7 @@ impl BertClassifier {
         let h = shape.hidden_size;
         let dropout = || DropoutConfig::new(shape.dropout).init();
         let residual = |d_in: usize| ResidualOutput {
-            dense: linear(d_in, h, device),
+            dense: linear_layer(d_in, h, device),
             layer_norm: layer_norm(shape, device),
             dropout: dropout(),
         };
@@ -196,26 +196,26 @@ impl BertClassifier {
                     .map(|_| Layer {
                         attention: Attention {
                             self_attn: SelfAttention {
-                                query: linear(h, h, device),
-                                key: linear(h, h, device),
-                                value: linear(h, h, device),
+                                query: linear_layer(h, h, device),
+                                key: linear_layer(h, h, device),
+                                value: linear_layer(h, h, device),
                                 dropout: dropout(),
                                 num_heads: shape.num_heads,
                             },
                             output: residual(h),
                         },
                         intermediate: Intermediate {
-                            dense: linear(h, shape.intermediate_size, device),
+                            dense: linear_layer(h, shape.intermediate_size, device),
                         },
                         output: residual(shape.intermediate_size),
                     })
                     .collect(),
             },
             pooler: Pooler {
-                dense: linear(h, h, device),
+                dense: linear_layer(h, h, device),
             },
             dropout: dropout(),
-            classifier: linear(h, shape.num_labels, device),
+            classifier: linear_layer(h, shape.num_labels, device),
         }
     }
 
@@ -306,14 +306,14 @@ impl Layer {
     pub fn forward(&self, x: Tensor<3>, mask: Tensor<4>) -> Tensor<3> {
         let attended = self.attention.self_attn.forward(x.clone(), mask);
         let x = self.attention.output.forward(attended, x);
-        let inner = gelu(self.intermediate.dense.forward(x.clone()));
+        let inner = gelu(linear(&self.intermediate.dense, x.clone()));
         self.output.forward(inner, x)
     }
 }
 
 impl ResidualOutput {
     fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let y = dropout(&self.dropout, self.dense.forward(x));
+        let y = dropout(&self.dropout, linear(&self.dense, x));
         self.layer_norm.forward(y + residual)
     }
 }
@@ -324,9 +324,9 @@ impl SelfAttention {
         let heads = self.num_heads;
         let head_dim = hidden / heads;
         let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x));
+        let q = split(linear(&self.query, x.clone()));
+        let k = split(linear(&self.key, x.clone()));
+        let v = split(linear(&self.value, x));
         let scores = q
             .matmul(k.swap_dims(2, 3))
             .div_scalar((head_dim as f64).sqrt())
