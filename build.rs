@@ -10,6 +10,8 @@
 //!    NCCL needs the CUDA and NCCL headers of the wheel's nvidia-* packages plus
 //!    nvidia-cuda-nvcc-cu12 and nvidia-cuda-cccl-cu12 (`just setup-tch` installs them). What is
 //!    missing is left out with a warning; `runner run` then says which backend this binary lacks.
+//! 3. Compile the ops shim (src/kernels/libtorch_ops.cpp): libtorch kernels tch does not wrap
+//!    (the fused AdamW), against the same headers.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,8 @@ fn main() {
     build_facts();
     // Set when the c10d shim was compiled (the `tch` feature with libtorch's headers found).
     println!("cargo::rustc-check-cfg=cfg(runner_c10d)");
+    // Set when the libtorch ops shim (src/kernels/libtorch_ops.cpp) was compiled.
+    println!("cargo::rustc-check-cfg=cfg(runner_torch_ops)");
     if std::env::var_os("CARGO_FEATURE_TCH").is_none() {
         return;
     }
@@ -30,7 +34,10 @@ fn main() {
     };
     rpath(&lib);
     #[cfg(feature = "tch")]
-    c10d_shim(&lib);
+    {
+        c10d_shim(&lib);
+        torch_ops(&lib);
+    }
 }
 
 /// What the run record (`record::build`) and `runner --version` say of this binary: the commit
@@ -119,7 +126,11 @@ fn rpath(lib: &Path) {
 
 #[cfg(feature = "tch")]
 fn c10d_shim(lib: &Path) {
-    for f in ["src/dist/c10d_shim.cpp", "src/dist/c10d_nccl.cpp"] {
+    for f in [
+        "src/dist/c10d_shim.cpp",
+        "src/dist/c10d_nccl.cpp",
+        "src/shim_guard.hpp",
+    ] {
         println!("cargo:rerun-if-changed={f}");
     }
     for v in ["RUNNER_GLOO_INCLUDE", "LIBTORCH_CXX11_ABI"] {
@@ -181,21 +192,8 @@ fn c10d_shim(lib: &Path) {
         );
     }
 
-    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     let build = |defines: &[&str]| {
-        let mut b = cc::Build::new();
-        // Glue around libtorch calls: nothing to optimise, and libtorch's headers are heavy,
-        // so compile it quickly and without debug info.
-        b.cpp(true)
-            .std("c++17")
-            .opt_level(1)
-            .debug(false)
-            .include(&include)
-            .include(include.join("torch/csrc/api/include"))
-            .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
-            .define("GLOG_USE_GLOG_EXPORT", None)
-            // libtorch's headers are not warning-free, and they are not ours to fix.
-            .warnings(false);
+        let mut b = libtorch_cc(&include);
         for d in defines {
             b.define(d, None);
         }
@@ -219,4 +217,34 @@ fn c10d_shim(lib: &Path) {
             .compile("runner_c10d_nccl");
     }
     println!("cargo:rustc-cfg=runner_c10d");
+}
+
+/// The C++ compiler set up for libtorch's headers in `torch/include`: glue around libtorch
+/// calls, nothing to optimise, and the headers are heavy, so compiled quickly, without debug
+/// info or warnings (libtorch's headers are not warning-free, and not ours to fix).
+#[cfg(feature = "tch")]
+fn libtorch_cc(include: &Path) -> cc::Build {
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let mut b = cc::Build::new();
+    b.cpp(true)
+        .std("c++17")
+        .opt_level(1)
+        .debug(false)
+        .include(include)
+        .include(include.join("torch/csrc/api/include"))
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .define("GLOG_USE_GLOG_EXPORT", None)
+        .warnings(false);
+    b
+}
+
+#[cfg(feature = "tch")]
+fn torch_ops(lib: &Path) {
+    let source = "src/kernels/libtorch_ops.cpp";
+    println!("cargo:rerun-if-changed={source}");
+    let include = lib.parent().unwrap_or(lib).join("include");
+    libtorch_cc(&include)
+        .file(source)
+        .compile("runner_torch_ops");
+    println!("cargo:rustc-cfg=runner_torch_ops");
 }

@@ -4,8 +4,8 @@
 // Compiled by build.rs against the headers of the torch wheel runner links (the same libtorch
 // burn-tch uses), with RUNNER_GLOO when gloo's headers were found; NCCL lives in
 // c10d_nccl.cpp, built (with RUNNER_NCCL here) when the wheel's CUDA and NCCL headers were.
-// Every function catches what libtorch throws and returns it as a malloc'd message (NULL on
-// success), so no C++ exception crosses into Rust.
+// Every function runs through `guarded` (../shim_guard.hpp): NULL on success, else what
+// libtorch threw as a malloc'd message, so no C++ exception crosses into Rust.
 //
 // Tensors are `at::Tensor*`, which is what tch's `C_tensor` handles are (torch-sys's
 // torch_api.h: `typedef torch::Tensor *tensor`).
@@ -23,35 +23,14 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <exception>
 #include <string>
 #include <vector>
 
+#include "../shim_guard.hpp"
+
 namespace {
 
-char* message(const std::string& text) {
-  char* out = static_cast<char*>(std::malloc(text.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, text.c_str(), text.size() + 1);
-  }
-  return out;
-}
-
-// Runs `body`; returns NULL, or what it threw. c10::Error's what() carries a C++ backtrace
-// after the first line, which is for libtorch developers: what_without_backtrace() is kept.
-template <typename F>
-char* guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    return message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return message(e.what());
-  } catch (...) {
-    return message("unknown C++ exception");
-  }
-}
+using runner_shim::guarded;
 
 std::chrono::milliseconds ms(int64_t value) { return std::chrono::milliseconds(value); }
 

@@ -4,7 +4,7 @@ use burn::backend::LibTorch;
 use burn::backend::libtorch::TchTensor;
 use burn::backend::tensor::FloatTensor;
 
-use super::{AdamWHyper, FusedOps};
+use super::{AdamWHyper, FusedOps, norm};
 
 /// The tensor to update in place: `t`'s own when no other tensor shares its memory, else a copy.
 fn writable(t: TchTensor) -> tch::Tensor {
@@ -15,9 +15,122 @@ fn writable(t: TchTensor) -> tch::Tensor {
     }
 }
 
+#[cfg(runner_torch_ops)]
+mod ffi {
+    use std::ffi::{c_char, c_void};
+
+    use torch_sys::C_tensor;
+
+    unsafe extern "C" {
+        pub fn runner_ops_free(p: *mut c_void);
+        #[allow(clippy::too_many_arguments)]
+        pub fn runner_ops_fused_adamw(
+            param: *mut C_tensor,
+            grad: *const C_tensor,
+            exp_avg: *mut C_tensor,
+            exp_avg_sq: *mut C_tensor,
+            step: f64,
+            lr: f64,
+            beta1: f64,
+            beta2: f64,
+            weight_decay: f64,
+            eps: f64,
+        ) -> *mut c_char;
+        pub fn runner_ops_layer_norm_backward(
+            x: *const C_tensor,
+            gamma: *const C_tensor,
+            dy: *const C_tensor,
+            eps: f64,
+            out: *mut *mut C_tensor,
+        ) -> *mut c_char;
+    }
+
+    /// The shim's message, freed; `Ok` for NULL.
+    pub fn check(err: *mut c_char) -> Result<(), String> {
+        if err.is_null() {
+            return Ok(());
+        }
+        // SAFETY: a non-NULL return is a NUL-terminated string malloc'd by the shim.
+        let why = unsafe { std::ffi::CStr::from_ptr(err) }
+            .to_string_lossy()
+            .into_owned();
+        unsafe { runner_ops_free(err.cast()) };
+        Err(why)
+    }
+}
+
+/// PyTorch's fused AdamW kernel (`_fused_adamw_`, what `torch.optim.AdamW(fused=True)` runs)
+/// on one parameter, in place: one pass over the four tensors, one kernel on CUDA (the
+/// single-tensor update below launches eight). It takes equal dtypes and contiguous tensors;
+/// `None` leaves anything else, or an error from libtorch, to the single-tensor update.
+#[cfg(runner_torch_ops)]
+fn fused_adamw(
+    p: &mut tch::Tensor,
+    g: &tch::Tensor,
+    m: &mut tch::Tensor,
+    v: &mut tch::Tensor,
+    hyper: AdamWHyper,
+) -> Option<()> {
+    let kind = p.kind();
+    let fits = [&*p, g, &*m, &*v]
+        .iter()
+        .all(|t| t.kind() == kind && t.is_contiguous() && t.device() == p.device());
+    if !fits {
+        return None;
+    }
+    // SAFETY: four live tensors; the shim updates p, m, v in place and returns NULL or a
+    // malloc'd message, freed here.
+    let err = unsafe {
+        ffi::runner_ops_fused_adamw(
+            p.as_mut_ptr(),
+            g.as_ptr(),
+            m.as_mut_ptr(),
+            v.as_mut_ptr(),
+            f64::from(hyper.time),
+            hyper.lr,
+            f64::from(hyper.beta_1),
+            f64::from(hyper.beta_2),
+            f64::from(hyper.weight_decay),
+            f64::from(hyper.epsilon),
+        )
+    };
+    ffi::check(err)
+        .map_err(|why| {
+            tracing::debug!(
+                "libtorch's fused AdamW refused a parameter ({why}); updating it op by op"
+            );
+        })
+        .ok()
+}
+
+/// LayerNorm's `(dx, dγ, dβ)` by libtorch's backward kernel (`native_layer_norm_backward`).
+#[cfg(runner_torch_ops)]
+fn layer_norm_backward(
+    x: &tch::Tensor,
+    gamma: &tch::Tensor,
+    dy: &tch::Tensor,
+    epsilon: f64,
+) -> Result<[tch::Tensor; 3], String> {
+    let mut out = [std::ptr::null_mut(); 3];
+    // SAFETY: three live tensors; on success the shim writes three new tensors, whose
+    // ownership passes to the `tch::Tensor`s made of them here.
+    let err = unsafe {
+        ffi::runner_ops_layer_norm_backward(
+            x.as_ptr(),
+            gamma.as_ptr(),
+            dy.as_ptr(),
+            epsilon,
+            out.as_mut_ptr(),
+        )
+    };
+    ffi::check(err)?;
+    Ok(out.map(|t| unsafe { tch::Tensor::from_ptr(t) }))
+}
+
 impl FusedOps for LibTorch {
-    /// The update as PyTorch's single-tensor AdamW makes it: in place on the parameter and
-    /// both moments, two temporaries (burn's composed update: a dozen ops, each allocating).
+    /// PyTorch's fused AdamW where the build has the ops shim, else the update as PyTorch's
+    /// single-tensor AdamW makes it: in place on the parameter and both moments, two
+    /// temporaries (burn's composed update: a dozen ops, each allocating).
     fn adamw_update(
         param: FloatTensor<Self>,
         grad: FloatTensor<Self>,
@@ -26,22 +139,38 @@ impl FusedOps for LibTorch {
         hyper: AdamWHyper,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (mut p, mut m, mut v) = (writable(param), writable(moment_1), writable(moment_2));
-        let g = &grad.tensor;
-        let (b1, b2) = (f64::from(hyper.beta_1), f64::from(hyper.beta_2));
-        let (c1, c2) = hyper.bias_corrections();
-        // The results these in-place ops also return are views of `m`, `v`, `p`.
-        let _ = m.g_mul_scalar_(b1);
-        let _ = m.g_add_(&g.g_mul_scalar(f64::from(1.0 - hyper.beta_1)));
-        let _ = v.g_mul_scalar_(b2);
-        let _ = v.addcmul_(&g.g_mul_scalar(f64::from(1.0 - hyper.beta_2)), g);
-        let mut denom = v.g_div_scalar(f64::from(c2));
-        let _ = denom.sqrt_();
-        let _ = denom.g_add_scalar_(f64::from(hyper.epsilon));
-        if let Some(decay) = hyper.decay() {
-            let _ = p.g_mul_scalar_(decay);
+        #[cfg(runner_torch_ops)]
+        if fused_adamw(&mut p, &grad.tensor, &mut m, &mut v, hyper).is_some() {
+            return (TchTensor::new(p), TchTensor::new(m), TchTensor::new(v));
         }
-        let _ = p.addcdiv_(&m.g_mul_scalar(-hyper.lr / f64::from(c1)), &denom);
+        single_tensor_adamw(&mut p, &grad.tensor, &mut m, &mut v, hyper);
         (TchTensor::new(p), TchTensor::new(m), TchTensor::new(v))
+    }
+
+    /// libtorch's own backward kernel where the build has the ops shim, else burn's ops.
+    fn layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        #[cfg(runner_torch_ops)]
+        match layer_norm_backward(&x.tensor, &gamma.tensor, &dy.tensor, epsilon) {
+            Ok([dx, d_gamma, d_beta]) => {
+                return (
+                    TchTensor::new(dx),
+                    TchTensor::new(d_gamma),
+                    TchTensor::new(d_beta),
+                );
+            }
+            Err(why) => tracing::debug!("libtorch's LayerNorm backward refused ({why})"),
+        }
+        norm::layer_norm_backward_composed::<Self>(x, gamma, dy, epsilon)
+    }
+
+    /// `‖x‖₂²`: one reduction (`norm`, libtorch's `linalg_vector_norm`), no squared copy.
+    fn sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        TchTensor::new(x.tensor.norm().square().reshape([1]))
     }
 
     /// `_softmax_backward_data`, the kernel PyTorch's autograd runs for softmax.
@@ -52,6 +181,31 @@ impl FusedOps for LibTorch {
             &dy.tensor, &y.tensor, last, kind,
         ))
     }
+}
+
+/// PyTorch's single-tensor AdamW (`foreach=False`): `mul_`, `add_`, `addcmul_`, `sqrt_`,
+/// `addcdiv_` in place, two temporaries.
+fn single_tensor_adamw(
+    p: &mut tch::Tensor,
+    g: &tch::Tensor,
+    m: &mut tch::Tensor,
+    v: &mut tch::Tensor,
+    hyper: AdamWHyper,
+) {
+    let (b1, b2) = (f64::from(hyper.beta_1), f64::from(hyper.beta_2));
+    let (c1, c2) = hyper.bias_corrections();
+    // The results these in-place ops also return are views of `m`, `v`, `p`.
+    let _ = m.g_mul_scalar_(b1);
+    let _ = m.g_add_(&g.g_mul_scalar(f64::from(1.0 - hyper.beta_1)));
+    let _ = v.g_mul_scalar_(b2);
+    let _ = v.addcmul_(&g.g_mul_scalar(f64::from(1.0 - hyper.beta_2)), g);
+    let mut denom = v.g_div_scalar(f64::from(c2));
+    let _ = denom.sqrt_();
+    let _ = denom.g_add_scalar_(f64::from(hyper.epsilon));
+    if let Some(decay) = hyper.decay() {
+        let _ = p.g_mul_scalar_(decay);
+    }
+    let _ = p.addcdiv_(&m.g_mul_scalar(-hyper.lr / f64::from(c1)), &denom);
 }
 
 #[cfg(test)]
@@ -86,31 +240,107 @@ mod tests {
             .collect()
     }
 
+    const HYPER: AdamWHyper = AdamWHyper {
+        lr: 1e-3,
+        beta_1: 0.9,
+        beta_2: 0.999,
+        epsilon: 1e-8,
+        weight_decay: 0.01,
+        time: 3,
+    };
+
+    fn adamw_inputs() -> (TchTensor, TchTensor, TchTensor, TchTensor) {
+        (
+            tensor(ramp(64, 2.0, 0.5)),
+            tensor(ramp(64, 0.3, 0.4)),
+            tensor(ramp(64, 0.1, 0.5)),
+            tensor(ramp(64, 0.01, 0.0)),
+        )
+    }
+
+    /// `update` (in place on p, m, v) against burn's composed AdamW.
+    fn equals_composed(
+        update: impl Fn(&mut tch::Tensor, &tch::Tensor, &mut tch::Tensor, &mut tch::Tensor),
+    ) {
+        let (p, g, m, v) = adamw_inputs();
+        let (mut p, mut m, mut v) = (p.tensor, m.tensor, v.tensor);
+        update(&mut p, &g.tensor, &mut m, &mut v);
+        let (p0, g0, m0, v0) = adamw_inputs();
+        let composed = adamw::composed::<LibTorch>(p0, g0, m0, v0, HYPER);
+        close(&TchTensor::new(p), &composed.0);
+        close(&TchTensor::new(m), &composed.1);
+        close(&TchTensor::new(v), &composed.2);
+    }
+
     #[test]
-    fn the_in_place_adamw_update_equals_the_composed_one() {
-        let hyper = AdamWHyper {
-            lr: 1e-3,
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-8,
-            weight_decay: 0.01,
-            time: 3,
-        };
-        let inputs = || {
-            (
-                tensor(ramp(64, 2.0, 0.5)),
-                tensor(ramp(64, 0.3, 0.4)),
-                tensor(ramp(64, 0.1, 0.5)),
-                tensor(ramp(64, 0.01, 0.0)),
-            )
-        };
-        let (p, g, m, v) = inputs();
-        let ours = <LibTorch as FusedOps>::adamw_update(p, g, m, v, hyper);
-        let (p, g, m, v) = inputs();
-        let composed = adamw::composed::<LibTorch>(p, g, m, v, hyper);
+    fn the_single_tensor_adamw_update_equals_the_composed_one() {
+        equals_composed(|p, g, m, v| single_tensor_adamw(p, g, m, v, HYPER));
+    }
+
+    #[cfg(runner_torch_ops)]
+    #[test]
+    fn libtorchs_fused_adamw_equals_the_composed_one() {
+        equals_composed(|p, g, m, v| {
+            assert!(
+                fused_adamw(p, g, m, v, HYPER).is_some(),
+                "the fused kernel takes contiguous f32 tensors"
+            );
+        });
+    }
+
+    #[cfg(runner_torch_ops)]
+    #[test]
+    fn a_strided_gradient_is_left_to_the_single_tensor_update() {
+        equals_composed(|p, g, m, v| {
+            // The same values, laid out column-major: a non-contiguous view.
+            let view = g.transpose(0, 1).contiguous().transpose(0, 1);
+            assert!(!view.is_contiguous());
+            assert!(fused_adamw(p, &view, m, v, HYPER).is_none());
+            single_tensor_adamw(p, &view, m, v, HYPER);
+        });
+    }
+
+    #[test]
+    fn the_backends_adamw_update_equals_the_composed_one() {
+        let (p, g, m, v) = adamw_inputs();
+        let ours = <LibTorch as FusedOps>::adamw_update(p, g, m, v, HYPER);
+        let (p, g, m, v) = adamw_inputs();
+        let composed = adamw::composed::<LibTorch>(p, g, m, v, HYPER);
         close(&ours.0, &composed.0);
         close(&ours.1, &composed.1);
         close(&ours.2, &composed.2);
+    }
+
+    #[cfg(runner_torch_ops)]
+    #[test]
+    fn libtorchs_layer_norm_backward_equals_the_composed_one() {
+        let rows = |values: Vec<f32>| TchTensor::new(tensor(values).tensor.reshape([5, 24]));
+        let (x, dy) = (rows(ramp(120, 4.0, 0.3)), rows(ramp(120, 2.0, 0.6)));
+        let gamma = TchTensor::new(tensor(ramp(24, 1.5, 0.2)).tensor.reshape([24]));
+        let [dx, d_gamma, d_beta] =
+            layer_norm_backward(&x.tensor, &gamma.tensor, &dy.tensor, 1e-5).unwrap();
+        let composed = norm::layer_norm_backward_composed::<LibTorch>(x, gamma, dy, 1e-5);
+        assert_eq!(dx.size(), [5, 24]);
+        let close = |a: tch::Tensor, b: &TchTensor| {
+            for (x, y) in values(&TchTensor::new(a)).iter().zip(&values(b)) {
+                assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "{x} vs {y}");
+            }
+        };
+        close(dx, &composed.0);
+        close(d_gamma, &composed.1);
+        close(d_beta, &composed.2);
+    }
+
+    #[test]
+    fn sum_squares_is_the_squared_norm() {
+        let x = tensor(ramp(64, 3.0, 0.5));
+        let expected: f32 = values(&x).iter().map(|v| v * v).sum();
+        let ours = values(&<LibTorch as FusedOps>::sum_squares(x));
+        assert_eq!(ours.len(), 1);
+        assert!(
+            (ours[0] - expected).abs() <= 1e-5 * expected,
+            "{ours:?} vs {expected}"
+        );
     }
 
     #[test]

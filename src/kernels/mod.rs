@@ -5,15 +5,17 @@
 //! softmax (recorded by burn's autodiff as 5–8 separate ops each way), GELU (libm's
 //! `erff` per element), the CausalVAE's per-frame GroupNorm with its SiLU, and its 3-D
 //! convolutions (burn-flex's direct loop, replaced by im2col and `gemm`); and, on every
-//! backend, `Linear` over a batch's rows as one product (`linear.rs`: burn recorded a batched
-//! product against a broadcast weight, whose gradient was one product per sample, then
-//! summed).
+//! backend, the sum of squares of the global gradient norm (no squared copy) and `Linear`
+//! over a batch's rows as one product (`linear.rs`: burn recorded a batched product against
+//! a broadcast weight, whose gradient was one product per sample, then summed).
 //!
 //! One backend extension trait, [`FusedOps`], through burn's extension point
 //! (`#[backend_extension]`): each method has a default body, either the backend's own op or
 //! one composed of burn's ops; burn-flex gets hand-written loops over contiguous `f32`
 //! storage (`flex/`, falling back to the default for other dtypes and layouts), libtorch
-//! its own kernels where tch wraps them (`libtorch.rs`: AdamW in place, softmax's backward).
+//! its own kernels (`libtorch.rs`: softmax's backward through tch; PyTorch's fused AdamW and
+//! LayerNorm's backward kernel through a C++ shim, `libtorch_ops.cpp`, as tch 0.22 does not
+//! wrap them).
 //! The autodiff backend routes to the inner backend and records the backward of each
 //! differentiable kernel itself (`dropout.rs`, `norm.rs`, `gelu.rs`, `group_norm.rs`,
 //! `conv3d.rs`): LayerNorm, softmax and the GroupNorm on every backend, dropout, GELU and
@@ -38,14 +40,16 @@ mod group_norm;
 mod libtorch;
 mod linear;
 mod norm;
+mod sum_squares;
 
 pub use adamw::{AdamWHyper, adamw_step};
 pub use conv3d::{conv3d, conv3d_workspace};
 pub use dropout::{Mask, dropout, mask_bits};
 pub use gelu::gelu;
-pub use linear::linear;
 pub use group_norm::{FrameNorm, frame_group_norm};
+pub use linear::linear;
 pub use norm::{LayerNorm, softmax_last};
+pub use sum_squares::sum_squares;
 
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -67,6 +71,12 @@ pub trait FusedOps: Backend {
         hyper: AdamWHyper,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         adamw::composed::<Self>(param, grad, moment_1, moment_2, hyper)
+    }
+
+    /// Σ x² over every element, as a one-element tensor (see [`sum_squares`]): burn's
+    /// square, then sum.
+    fn sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_sum(Self::float_mul(x.clone(), x))
     }
 
     /// Dropout with probability `prob` (see [`dropout`]): burn's Bernoulli draw by default.
@@ -217,6 +227,10 @@ impl FusedOps for Flex {
         hyper: AdamWHyper,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         flex::adamw_update(param, grad, moment_1, moment_2, hyper)
+    }
+
+    fn sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::sum_squares(x)
     }
 
     fn dropout_masked(x: FloatTensor<Self>, mask: Mask) -> FloatTensor<Self> {

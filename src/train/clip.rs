@@ -5,6 +5,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
+use crate::kernels::sum_squares;
+
 /// Scales `grads` so that their global norm is at most `max_norm` (no clipping when
 /// `max_norm` is 0) and returns them with the norm before clipping. The coefficient is
 /// `max_norm / (norm + 1e-6)`, capped at 1, exactly PyTorch's.
@@ -38,7 +40,8 @@ pub fn clip_global_norm<M: Module>(
 }
 
 /// sqrt(Σ g²) over every parameter's gradient, summed in the module's fixed visiting order
-/// (so the result is the same run to run) and read back once.
+/// (so the result is the same run to run) and read back once. Each Σ g² is one pass over the
+/// gradient ([`sum_squares`]), no squared copy.
 pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
     struct SumSquares<'a> {
         grads: &'a GradientsParams,
@@ -47,7 +50,7 @@ pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
     impl ModuleVisitor for SumSquares<'_> {
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.get::<D>(p.id) {
-                let s = g.square().sum();
+                let s = sum_squares(g);
                 self.acc = Some(match self.acc.take() {
                     Some(a) => a + s,
                     None => s,

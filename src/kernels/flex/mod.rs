@@ -3,7 +3,7 @@
 //! dtypes and strided layouts take the composed body.
 
 use burn::backend::flex::{FlexTensor, Layout};
-use burn::backend::ops::ActivationOps;
+use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::{Flex, TensorMetadata};
 use burn::tensor::{Bytes, DType};
 use rayon::prelude::*;
@@ -92,6 +92,35 @@ pub(super) fn adamw_update(
             }
         });
     (p, m, v)
+}
+
+/// Σ x² over fixed blocks of [`CHUNK`] elements: each block summed in `f32` over eight lanes
+/// (vectorised), the blocks' sums added in `f64` in order, so the result does not depend on
+/// how rayon splits the work.
+pub(super) fn sum_squares(x: FlexTensor) -> FlexTensor {
+    let Some(xs) = elems(&x) else {
+        return Flex::float_sum(Flex::float_mul(x.clone(), x));
+    };
+    let blocks: Vec<f32> = xs
+        .par_chunks(CHUNK)
+        .map(|block| {
+            let mut lanes = [0f32; 8];
+            let mut rows = block.chunks_exact(8);
+            for row in &mut rows {
+                for (lane, v) in lanes.iter_mut().zip(row) {
+                    *lane += v * v;
+                }
+            }
+            let tail: f32 = rows.remainder().iter().map(|v| v * v).sum();
+            lanes.iter().sum::<f32>() + tail
+        })
+        .collect();
+    let total: f64 = blocks.iter().map(|&b| f64::from(b)).sum();
+    FlexTensor::new(
+        Bytes::from_elems(vec![total as f32]),
+        Layout::contiguous(burn::tensor::Shape::new([1])),
+        DType::F32,
+    )
 }
 
 /// A new contiguous `f32` tensor of `shape` whose element `i` is `f(i)`, filled in parallel
