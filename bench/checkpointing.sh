@@ -4,11 +4,12 @@
 # ViT-Tiny/16 at 224 px, the CausalVAE (488 layout, tiny widths) at 17 × 64²). Each run trains
 # 2 steps on the embedded CPU backend and leaves in summary.json its process high-water mark
 # and the most bytes its allocator had handed out at once (`peak_allocated`: without what
-# glibc keeps freed for reuse, which the resident set includes). The activation peak is that
-# allocator peak minus what was allocated when the first step began minus what the steps
-# allocate besides activations (gradients and AdamW's two moments, 3 × 4 bytes per parameter:
-# plan's figures); the total adds the weights back, to compare with plan's whole figure. (The
-# embedded backend trains in fp32 only, so bf16 is not measured here.)
+# glibc keeps freed for reuse, which the resident set includes). Backward's peak (the
+# activations and gradients held together, which plan weighs stage by stage: backward frees
+# the one as it makes the other) is that allocator peak minus what was allocated when the
+# first step began minus what the steps hold besides (AdamW's two moments, gemm's and conv3d's
+# workspaces, the batch: plan's figures); the total adds the weights back, to compare with
+# plan's whole figure. (The embedded backend trains in fp32 only, so bf16 is not measured.)
 #   usage: [only="bert_small vae_small"] bench/checkpointing.sh [runner binary]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +43,7 @@ vae_small=(experiments/causalvae-tiny.yaml model.arch=causal_vae_488_tiny data.n
 common=(train.max_steps=2 eval.strategy=no eval.on_start=false checkpoint.strategy=no
         loader.num_workers=0 logging.tensorboard=false)
 
-printf '| model | checkpointing | peak RSS | peak allocated | activations measured | plan | plan / measured | total measured | plan | plan / measured |\n'
+printf '| model | checkpointing | peak RSS | peak allocated | backward peak measured | plan | plan / measured | total measured | plan | plan / measured |\n'
 printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for name in ${only:-bert_tiny bert_small mae_tiny mae_small vae_tiny vae_small}; do
     declare -n args=$name
@@ -56,15 +57,17 @@ import json, sys
 name, ckpt, summary, plan = sys.argv[1:]
 m = json.load(open(summary))["memory"]
 p = json.load(open(plan))["memory_per_rank"]
-# What the steps add to what was allocated: activations, gradients, AdamW's moments.
+# What the steps add to what was allocated: activations, gradients, AdamW's moments, the
+# workspaces and the batch.
 grown = m["peak_allocated"] - m["allocated_at_first_step"]
-measured = grown - p["gradients"] - p["optimizer_state"]
+besides = ["optimizer_state", "conv_workspace", "matmul_workspace", "loader_prefetch"]
+measured = grown - sum(p[k] for k in besides)
 # The total plan counts (model states, activations, the loader's batches), measured as what
 # the steps allocated plus the weights, allocated before the first step.
 total = grown + p["parameters"]
 mib = lambda b: f"{b / 2**20:.0f} MiB"
-print(f"| {name} | {ckpt} | {mib(m['peak_rss'])} | {mib(m['peak_allocated'])} | {mib(measured)} | {mib(p['activations'])} | "
-      f"{p['activations'] / measured:.2f} | {mib(total)} | {mib(p['total'])} | "
+print(f"| {name} | {ckpt} | {mib(m['peak_rss'])} | {mib(m['peak_allocated'])} | {mib(measured)} | {mib(p['backward_peak'])} | "
+      f"{p['backward_peak'] / measured:.2f} | {mib(total)} | {mib(p['total'])} | "
       f"{p['total'] / total:.2f} |")
 PY
     done

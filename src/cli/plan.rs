@@ -112,7 +112,8 @@ fn text(p: &plan::Plan) -> String {
     };
     out += &format!(
         "memory     {} per rank{}: model states {} (weights {}, gradients {}, AdamW {}{}), \
-         activations {}{ckpt}, eval batch {}{}{}\n",
+         activations {}{ckpt}, backward's peak {} (activations with the gradients made so \
+         far), eval batch {}{}{}{}\n",
         bytes(m.total),
         match (&m.device, m.fits) {
             (Some(d), Some(true)) => format!(" of {} ({})", bytes(d.bytes), d.name),
@@ -129,6 +130,7 @@ fn text(p: &plan::Plan) -> String {
             String::new()
         },
         bytes(m.activations),
+        bytes(m.backward_peak),
         bytes(m.eval_batch),
         if m.loader_prefetch > 0 {
             format!(", loader prefetch {}", bytes(m.loader_prefetch))
@@ -137,6 +139,11 @@ fn text(p: &plan::Plan) -> String {
         },
         if m.conv_workspace > 0 {
             format!(", convolution columns {}", bytes(m.conv_workspace))
+        } else {
+            String::new()
+        },
+        if m.matmul_workspace > 0 {
+            format!(", matmul packing {}", bytes(m.matmul_workspace))
         } else {
             String::new()
         },

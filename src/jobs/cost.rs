@@ -17,11 +17,30 @@
 //! peak on the embedded backend (`just bench-checkpointing`) and against what PyTorch keeps
 //! for the reference models (`just bench-plan-accuracy`), not transcribed from burn's source.
 //! The column buffer burn-flex's convolution keeps between calls (up to 8 MiB) is counted
-//! once per process (`conv_workspace`). Transient buffers of the backward pass are not
-//! counted (the gradients in flight, zero-filled gradients of slices, gemm's packing).
+//! once per process (`conv_workspace`); gemm's per-thread packing buffers are the plan's to
+//! add (`kernels::matmul_workspace`: they depend on the machine, not the model).
+//!
+//! Backward frees activations as it makes gradients, so the step's peak is not every
+//! activation plus every gradient: each stage also says which parameters it owns and how
+//! many gradient elements its backward holds at once (`Tally::block_in_flight`), and
+//! [`SampleCost::backward`] lists, stage by stage from the last, what is alive then. Buffers
+//! smaller than a block's gradients in flight are not counted (zero-filled gradients of
+//! slices, gemm's per-call packing).
+
+/// One moment of the backward pass, as a stage's backward ends: the activations still kept
+/// (per sample, elements; those of the stages backward has not reached, and under
+/// checkpointing the blocks' inputs and the stage's own recomputed ones) and the parameters
+/// whose gradients exist by then (this stage's and every later one's).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BackwardPoint {
+    pub activations: f64,
+    pub norm_inputs: f64,
+    pub dropout_masks: f64,
+    pub params_with_gradients: f64,
+}
 
 /// Per training sample.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SampleCost {
     /// Forward-pass FLOPs (backward is about twice as many).
     pub forward_flops: f64,
@@ -47,6 +66,14 @@ pub struct SampleCost {
     pub inference: f64,
     /// Bytes of one sample as the loader hands it over (host memory).
     pub input_bytes: f64,
+    /// The backward pass stage by stage, last stage first, without and with gradient
+    /// checkpointing: activations go as gradients come, so the step's peak is the largest of
+    /// these sums (`runner plan` weighs each at the batch and dtype), not all activations plus
+    /// all gradients.
+    #[serde(skip)]
+    pub backward: Vec<BackwardPoint>,
+    #[serde(skip)]
+    pub backward_checkpointed: Vec<BackwardPoint>,
     /// What a sample is made of, e.g. `("tokens", 128.0)`.
     pub unit: &'static str,
     pub units: f64,
@@ -69,6 +96,24 @@ pub struct Tally {
     masks_largest_block: f64,
     masks_all: f64,
     workspace: f64,
+    /// Every stage in forward order, for the backward pass's points.
+    stages: Vec<Stage>,
+    /// Parameters counted by [`Tally::params`] for the next stage.
+    pending_params: f64,
+}
+
+/// What one counted stage keeps and owns.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stage {
+    recomputed: bool,
+    activations: f64,
+    norms: f64,
+    masks: f64,
+    /// A recomputed block's input (kept under checkpointing).
+    input: f64,
+    /// Gradients alive at once inside its backward.
+    in_flight: f64,
+    params: f64,
 }
 
 impl Tally {
@@ -77,6 +122,21 @@ impl Tally {
         self.flops += flops;
         self.kept += activations;
         self.all += activations;
+        self.push(Stage {
+            activations,
+            ..Stage::default()
+        });
+    }
+
+    /// `n` parameters belong to the next stage counted (their gradients are made in its
+    /// backward).
+    pub fn params(&mut self, n: u64) {
+        self.pending_params += n as f64;
+    }
+
+    fn push(&mut self, stage: Stage) {
+        let params = std::mem::take(&mut self.pending_params);
+        self.stages.push(Stage { params, ..stage });
     }
 
     /// A norm's input of `elements` in a stage that is never recomputed (kept in fp32 under
@@ -85,6 +145,9 @@ impl Tally {
         self.kept(0.0, elements);
         self.norms_kept += elements;
         self.norms_all += elements;
+        if let Some(stage) = self.stages.last_mut() {
+            stage.norms += elements;
+        }
     }
 
     /// A recomputed block whose input has `input` elements; `norms` of its `activations` are
@@ -100,6 +163,13 @@ impl Tally {
         self.largest_input = self.largest_input.max(input);
         self.all += activations;
         self.norms_all += norms;
+        self.push(Stage {
+            recomputed: true,
+            activations,
+            norms,
+            input,
+            ..Stage::default()
+        });
     }
 
     /// A convolution whose flex kernel needs a column buffer of `elements`: the largest is
@@ -112,17 +182,83 @@ impl Tally {
     pub fn kept_masks(&mut self, elements: f64) {
         self.masks_kept += elements;
         self.masks_all += elements;
+        self.push(Stage {
+            masks: elements,
+            ..Stage::default()
+        });
     }
 
-    /// Dropout masks of `elements` in one recomputed block.
+    /// Dropout masks of `elements` in the recomputed block counted last.
     pub fn block_masks(&mut self, elements: f64) {
         self.masks_largest_block = self.masks_largest_block.max(elements);
         self.masks_all += elements;
+        if let Some(stage) = self.stages.iter_mut().rev().find(|s| s.recomputed) {
+            stage.masks += elements;
+        }
+    }
+
+    /// The most gradient elements alive at once inside the backward of the block counted
+    /// last: for a transformer block, its output's gradient (held for the residual branch),
+    /// its input's being summed, and the largest intermediate one (the MLP's hidden layer or
+    /// attention's scores: the fused GELU and softmax write their input gradient over their
+    /// output gradient on burn-flex; libtorch's kernels allocate it, one more such tensor
+    /// than is counted).
+    pub fn block_in_flight(&mut self, elements: f64) {
+        if let Some(stage) = self.stages.iter_mut().rev().find(|s| s.recomputed) {
+            stage.in_flight = stage.in_flight.max(elements);
+        }
+    }
+
+    /// The backward pass's points, last stage first: before stage `j`'s backward ends, the
+    /// stages up to `j` still hold what they keep (without checkpointing, everything; with
+    /// it, the kept stages' activations and the blocks' inputs, plus `j`'s recomputed
+    /// activations when `j` is a block), `j`'s gradients in flight are alive, and stages `j`
+    /// onwards have made their parameters' gradients.
+    fn backward_points(&self, checkpointed: bool) -> Vec<BackwardPoint> {
+        let mut before = Vec::with_capacity(self.stages.len());
+        let mut sum = BackwardPoint::default();
+        for stage in &self.stages {
+            before.push(sum);
+            if !checkpointed || !stage.recomputed {
+                sum.activations += stage.activations;
+                sum.norm_inputs += stage.norms;
+                sum.dropout_masks += stage.masks;
+            } else {
+                sum.activations += stage.input;
+            }
+        }
+        let mut params = 0.0;
+        let mut points = Vec::with_capacity(self.stages.len());
+        for (stage, before) in self.stages.iter().zip(before).rev() {
+            params += stage.params;
+            let mut point = before;
+            point.activations += stage.activations;
+            point.norm_inputs += stage.norms;
+            point.dropout_masks += stage.masks;
+            point.activations += stage.in_flight;
+            if checkpointed && stage.recomputed {
+                point.activations += stage.input;
+            }
+            point.params_with_gradients = params;
+            points.push(point);
+        }
+        points
     }
 
     /// The sample's cost; `input_bytes` is what the loader hands over for it.
-    pub fn finish(self, unit: &'static str, units: f64, input_bytes: f64) -> SampleCost {
+    pub fn finish(mut self, unit: &'static str, units: f64, input_bytes: f64) -> SampleCost {
+        // Parameters counted after the last stage belong to it.
+        let left = std::mem::take(&mut self.pending_params);
+        match self.stages.last_mut() {
+            Some(stage) => stage.params += left,
+            None => self.stages.push(Stage {
+                params: left,
+                ..Stage::default()
+            }),
+        }
         SampleCost {
+            backward: self.backward_points(false),
+            backward_checkpointed: self.backward_points(true),
             forward_flops: self.flops,
             activations: self.all,
             activations_checkpointed: self.kept + self.boundaries + self.largest_block,
@@ -172,5 +308,55 @@ mod tests {
         assert_eq!(c.dropout_masks_checkpointed, 5.0 + 7.0);
         assert_eq!(c.forward_flops, 12.0);
         assert_eq!(c.recompute_flops, 2.0);
+    }
+
+    #[test]
+    fn backward_frees_activations_as_it_makes_gradients() {
+        // stem (kept 100, 10 params), two blocks (input 4 then 6, activations 50 then 70,
+        // 20 params each), head (kept 30, 5 params).
+        let mut t = Tally::default();
+        t.params(10);
+        t.kept(0.0, 100.0);
+        t.params(20);
+        t.block(0.0, 50.0, 0.0, 4.0);
+        t.params(20);
+        t.block(0.0, 70.0, 0.0, 6.0);
+        t.params(5);
+        t.kept(0.0, 30.0);
+        let mut c = t.finish("x", 1.0, 0.0);
+        let at = |points: &[BackwardPoint]| {
+            points
+                .iter()
+                .map(|p| (p.activations, p.params_with_gradients))
+                .collect::<Vec<_>>()
+        };
+        // Last stage first; every activation alive at the head, every gradient at the stem.
+        assert_eq!(
+            at(&c.backward),
+            [(250.0, 5.0), (220.0, 25.0), (150.0, 45.0), (100.0, 55.0)]
+        );
+        // Checkpointed: the kept stages, the blocks' inputs, one block recomputed at a time.
+        assert_eq!(
+            at(&c.backward_checkpointed),
+            [(140.0, 5.0), (180.0, 25.0), (154.0, 45.0), (100.0, 55.0)]
+        );
+        // No point holds more than the single figure: every kept stage, every input and the
+        // largest block (130 + 10 + 70).
+        assert!(
+            c.backward_checkpointed
+                .iter()
+                .all(|p| p.activations <= c.activations_checkpointed)
+        );
+        // A block's gradients in flight add to its own point only.
+        let mut t = Tally::default();
+        t.kept(0.0, 100.0);
+        t.block(0.0, 50.0, 0.0, 4.0);
+        t.block_in_flight(8.0);
+        t.kept(0.0, 30.0);
+        c = t.finish("x", 1.0, 0.0);
+        assert_eq!(
+            at(&c.backward).iter().map(|p| p.0).collect::<Vec<_>>(),
+            [180.0, 158.0, 100.0]
+        );
     }
 }

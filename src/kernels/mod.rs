@@ -39,6 +39,7 @@ mod group_norm;
 #[cfg(feature = "tch")]
 mod libtorch;
 mod linear;
+mod matmul_workspace;
 mod norm;
 mod sum_squares;
 
@@ -48,6 +49,7 @@ pub use dropout::{Mask, dropout, mask_bits};
 pub use gelu::gelu;
 pub use group_norm::{FrameNorm, frame_group_norm};
 pub use linear::linear;
+pub use matmul_workspace::matmul_workspace;
 pub use norm::{LayerNorm, softmax_last};
 pub use sum_squares::sum_squares;
 

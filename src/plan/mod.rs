@@ -109,6 +109,10 @@ pub struct Memory {
     pub activations: u64,
     pub activations_without_checkpointing: u64,
     pub activations_with_checkpointing: u64,
+    /// The most activations and gradients held together during backward, which frees the
+    /// one as it makes the other (at the configured batch and checkpointing): the total
+    /// counts this, not `activations` + `gradients`.
+    pub backward_peak: u64,
     /// An evaluation's forward pass at `eval.per_device_batch_size` (not at the same time as
     /// training's activations).
     pub eval_batch: u64,
@@ -116,6 +120,9 @@ pub struct Memory {
     pub loader_prefetch: u64,
     /// The column buffer burn-flex's convolution keeps (on `flex` only).
     pub conv_workspace: u64,
+    /// The packing buffers gemm keeps on each thread that multiplies, one L2 cache's worth
+    /// per thread (on `flex` only; this machine's cache and rayon threads).
+    pub matmul_workspace: u64,
     pub total: u64,
     /// What the total is held against.
     pub device: Option<DeviceMemory>,
@@ -331,11 +338,19 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
     let workers = u64::from(exp.loader.num_workers);
     let prefetched = (workers * u64::from(exp.loader.prefetch_factor)).max(1);
     let loader_prefetch = (cost.input_bytes * (prefetched * batch) as f64) as u64;
-    let conv_workspace = if exp.hardware.backend == Backend::Flex {
+    let on_flex = exp.hardware.backend == Backend::Flex;
+    let conv_workspace = if on_flex {
         (cost.conv_workspace * 4.0) as u64
     } else {
         0
     };
+    let matmul_workspace = if on_flex {
+        crate::kernels::matmul_workspace() as u64
+    } else {
+        0
+    };
+    // Kept by the process whatever the batch.
+    let workspace = conv_workspace + matmul_workspace;
     // The total for a batch, precision and checkpointing (what the advice varies).
     let total = |batch: u64, dtype: Dtype, checkpointing: bool| {
         let width = if dtype == Dtype::Fp32 { 4.0 } else { 2.0 };
@@ -346,36 +361,49 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
         } else {
             0.0
         };
-        let (kept, norms, masks) = if checkpointing {
+        // Bytes of a batch's activations; the norms' inputs stay fp32 under mixed precision.
+        let bytes = |kept: f64, norms: f64, dropout_masks: f64| {
+            let per_sample = (kept - norms + masks * dropout_masks) * width + norms * 4.0;
+            (per_sample * batch as f64) as u64
+        };
+        let (activations, points) = if checkpointing {
             (
-                cost.activations_checkpointed,
-                cost.norm_inputs_checkpointed,
-                masks * cost.dropout_masks_checkpointed,
+                bytes(
+                    cost.activations_checkpointed,
+                    cost.norm_inputs_checkpointed,
+                    cost.dropout_masks_checkpointed,
+                ),
+                &cost.backward_checkpointed,
             )
         } else {
             (
-                cost.activations,
-                cost.norm_inputs,
-                masks * cost.dropout_masks,
+                bytes(cost.activations, cost.norm_inputs, cost.dropout_masks),
+                &cost.backward,
             )
         };
-        // The norms' inputs stay fp32 under mixed precision.
-        let bytes_per_sample = (kept - norms + masks) * width + norms * 4.0;
         let fp32 = 4 * params;
         let low = if dtype == Dtype::Fp32 { 0 } else { 4 * params };
-        let activations = (bytes_per_sample * batch as f64) as u64;
+        // Backward's peak: the activations not yet consumed and the fp32 gradients made so
+        // far, at the stage where they weigh most (the low-precision copy's gradients are
+        // counted whole, in `low`).
+        let backward = points
+            .iter()
+            .map(|p| {
+                bytes(p.activations, p.norm_inputs, p.dropout_masks)
+                    + (4.0 * p.params_with_gradients) as u64
+            })
+            .max()
+            .unwrap_or(activations + fp32);
         let eval = (cost.inference * 4.0 * eval_batch as f64) as u64;
         let host = if on_cpu { loader_prefetch } else { 0 };
-        (
-            4 * fp32 + low,
-            activations,
-            eval,
-            4 * fp32 + low + activations.max(eval) + host + conv_workspace,
-        )
+        // Weights and AdamW's moments throughout; backward's peak, or an evaluation beside
+        // the step's gradients.
+        let peak = 3 * fp32 + low + backward.max(fp32 + eval) + host + workspace;
+        (4 * fp32 + low, activations, eval, peak, backward)
     };
     let dtype = exp.precision.dtype;
     let ckpt = exp.train.gradient_checkpointing;
-    let (model_states, activations, eval, sum) = total(batch, dtype, ckpt);
+    let (model_states, activations, eval, sum, backward) = total(batch, dtype, ckpt);
     let fits = device.as_ref().map(|d| sum <= d.bytes);
     let mut advice = Vec::new();
     if let (Some(false), Some(dev)) = (fits, &device) {
@@ -414,12 +442,15 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
         }
         // Evaluation runs between steps, on the fp32 master: its batch is its own.
         let per_eval_sample = (cost.inference * 4.0) as u64;
-        let states = model_states + conv_workspace + if on_cpu { loader_prefetch } else { 0 };
+        let states = model_states + workspace + if on_cpu { loader_prefetch } else { 0 };
+        // Without the gradients, which backward's peak and an evaluation's figure each hold.
+        let fp32 = 4 * params;
+        let around = states - fp32;
         if states + eval > dev.bytes && per_eval_sample > 0 && dev.bytes > states {
             let n = ((dev.bytes - states) / per_eval_sample).min(eval_batch as u64);
             if n >= 1 && n < eval_batch as u64 {
                 new_eval = n;
-                let t = states + (n * per_eval_sample).max(activations);
+                let t = around + (fp32 + n * per_eval_sample).max(backward);
                 advice.push(format!(
                     "eval.per_device_batch_size={n} (evaluation alone needs {} at {eval_batch}): \
                      {} ({})",
@@ -439,8 +470,8 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
             ));
         }
         if !any_fits && advice.len() > 1 {
-            let (_, acts, _, _) = total(new_batch, dtype, true);
-            let t = states + acts.max(new_eval * per_eval_sample);
+            let (.., backward) = total(new_batch, dtype, true);
+            let t = around + backward.max(fp32 + new_eval * per_eval_sample);
             advice.push(format!(
                 "all of these together (batch {new_batch}, checkpointing, eval batch \
                  {new_eval}): {} ({})",
@@ -459,9 +490,11 @@ fn memory(resolved: &Resolved, cost: &SampleCost, params: u64) -> Memory {
         activations,
         activations_without_checkpointing: total(batch, dtype, false).1,
         activations_with_checkpointing: total(batch, dtype, true).1,
+        backward_peak: backward,
         eval_batch: eval,
         loader_prefetch,
         conv_workspace,
+        matmul_workspace,
         total: sum,
         device,
         fits,

@@ -80,10 +80,21 @@ fn the_plan_is_what_the_trainer_then_does() {
     // no time is estimated (no peak figure).
     let m = &p["memory_per_rank"];
     let n = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k}: {m}"));
+    // Weights and moments throughout; backward's peak (activations and the gradients made
+    // so far), or an evaluation beside the gradients; the batch; gemm's packing buffers.
     assert_eq!(
         n("total"),
-        n("model_states") + n("activations").max(n("eval_batch")) + n("loader_prefetch")
+        n("parameters")
+            + n("optimizer_state")
+            + n("backward_peak").max(n("gradients") + n("eval_batch"))
+            + n("loader_prefetch")
+            + n("matmul_workspace")
     );
+    // At backward's start every activation is alive (and the head's gradients); at its end
+    // every gradient.
+    assert!(n("backward_peak") > n("activations"), "{m}");
+    assert!(n("backward_peak") > n("gradients"), "{m}");
+    assert!(n("backward_peak") < n("activations") + n("gradients") + n("activations") / 4);
     assert!(n("activations_with_checkpointing") < n("activations_without_checkpointing"));
     assert_eq!(n("activations"), n("activations_without_checkpointing"));
     assert_eq!(m["device"]["name"], "this machine's RAM");
@@ -319,6 +330,29 @@ fn the_convolution_columns_count_on_flex_only() {
     let (flex, tch) = (memory(&[]), memory(&["hardware.backend=tch"]));
     assert_eq!(flex["conv_workspace"], 8 << 20, "{flex}");
     assert_eq!(tch["conv_workspace"], 0, "{tch}");
+    assert_eq!(tch["matmul_workspace"], 0, "{tch}");
     let total = |m: &Json| m["total"].as_u64().unwrap();
-    assert_eq!(total(&flex) - total(&tch), 8 << 20);
+    let packing = flex["matmul_workspace"].as_u64().unwrap();
+    assert_eq!(total(&flex) - total(&tch), (8 << 20) + packing);
+}
+
+#[test]
+fn gemms_packing_buffers_count_one_per_thread_that_multiplies() {
+    // gemm keeps an L2-sized packing buffer on every thread that has run a product: each
+    // rayon worker and the thread driving the step; with one rayon thread, that thread only.
+    let packing = |threads: &str| {
+        let p: Json =
+            serde_json::from_str(&stdout(runner().env("RAYON_NUM_THREADS", threads).args([
+                "plan",
+                "experiments/mnli-tiny.yaml",
+                "--format",
+                "json",
+            ])))
+            .unwrap();
+        p["memory_per_rank"]["matmul_workspace"].as_u64().unwrap()
+    };
+    let one = packing("1");
+    assert!(one >= 64 << 10, "one thread's buffer: {one} bytes");
+    assert_eq!(packing("2"), 3 * one);
+    assert_eq!(packing("4"), 5 * one);
 }

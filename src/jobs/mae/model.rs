@@ -52,9 +52,11 @@ impl MaeShape {
         let (l, pd) = (self.patches() as f64, self.patch_dim() as f64);
         let (d, dd) = (self.embed_dim as f64, self.decoder_embed_dim as f64);
         let (ne, nd) = (1.0 + keep as f64, 1.0 + l);
+        let p = self.params_by_stage();
         let mut t = Tally::default();
         // Patchify (the embedding's input), embed every patch, keep the visible ones (the
         // first block's input: counted there).
+        t.params(p.stem);
         t.kept(matmul(l, pd, d), l * pd);
         let block = |n: f64, d: f64, heads: usize| {
             let flops = matmul(n, d, 12.0 * d) + 2.0 * matmul(n, d, n);
@@ -62,23 +64,32 @@ impl MaeShape {
             // output (proj's input); fc1's output (GELU's input) and GELU's (fc2's input);
             // softmax's output over the scores.
             let acts = (2.0 * (NORM + 1.0) + 3.0 + 1.0 + 8.0) * n * d + heads as f64 * n * n;
-            (flops, acts, 2.0 * NORM * n * d)
+            // In backward: the output's and input's gradients, and the MLP's hidden gradient
+            // or the scores' (GELU's and softmax's backward write theirs in place).
+            let in_flight = (4.0 * d * n).max(heads as f64 * n * n) + 2.0 * n * d;
+            (flops, acts, 2.0 * NORM * n * d, in_flight)
         };
         for _ in 0..self.depth {
-            let (f, a, norms) = block(ne, d, self.num_heads);
+            let (f, a, norms, in_flight) = block(ne, d, self.num_heads);
+            t.params(p.block);
             t.block(f, a, norms, ne * d);
+            t.block_in_flight(in_flight);
         }
         // Norm (its input and output, the decoder embedding's input); the embedded tokens are
         // sliced, put back in order among mask tokens and given positions (none of which
         // keeps anything) into the first decoder block's input.
+        t.params(p.hand_over);
         t.kept_norm(NORM * ne * d);
         t.kept(matmul(ne, d, dd), ne * d);
         for _ in 0..self.decoder_depth {
-            let (f, a, norms) = block(nd, dd, self.decoder_num_heads);
+            let (f, a, norms, in_flight) = block(nd, dd, self.decoder_num_heads);
+            t.params(p.decoder_block);
             t.block(f, a, norms, nd * dd);
+            t.block_in_flight(in_flight);
         }
         // Norm (input and output, the prediction's input), the error against the target
         // patches (its square keeps it).
+        t.params(p.head);
         t.kept_norm(NORM * nd * dd);
         t.kept(matmul(nd, dd, pd), nd * dd + l * pd);
         let pixels = (self.image_size * self.image_size) as f64;
@@ -89,25 +100,41 @@ impl MaeShape {
     /// Parameters of the model with these sizes (the position embeddings are fixed, not
     /// parameters).
     pub fn num_params(&self) -> u64 {
+        let p = self.params_by_stage();
+        p.stem
+            + self.depth as u64 * p.block
+            + p.hand_over
+            + self.decoder_depth as u64 * p.decoder_block
+            + p.head
+    }
+
+    fn params_by_stage(&self) -> MaeParams {
         let (d, dd, pd) = (
             self.embed_dim as u64,
             self.decoder_embed_dim as u64,
             self.patch_dim() as u64,
         );
         let block = |d: u64| 12 * d * d + 13 * d;
-        pd * d
-            + d
-            + d
-            + self.depth as u64 * block(d)
-            + 2 * d
-            + d * dd
-            + dd
-            + dd
-            + self.decoder_depth as u64 * block(dd)
-            + 2 * dd
-            + dd * pd
-            + pd
+        MaeParams {
+            // The patch embedding and the class token.
+            stem: pd * d + d + d,
+            block: block(d),
+            // The encoder's norm, the decoder embedding and the mask token.
+            hand_over: 2 * d + d * dd + dd + dd,
+            decoder_block: block(dd),
+            // The decoder's norm and the prediction.
+            head: 2 * dd + dd * pd + pd,
+        }
     }
+}
+
+/// Parameters of each stage of [`MaeShape::cost`].
+struct MaeParams {
+    stem: u64,
+    block: u64,
+    hand_over: u64,
+    decoder_block: u64,
+    head: u64,
 }
 
 const LN_EPS: f64 = 1e-6;
@@ -564,6 +591,12 @@ mod tests {
         for shape in [tiny(), s] {
             let built = MaeVit::new(&shape, &device()).num_params() as u64;
             assert_eq!(shape.num_params(), built);
+            // Backward's last point (the patch embedding) has made every parameter's gradient.
+            let cost = shape.cost(4);
+            let points = [&cost.backward, &cost.backward_checkpointed];
+            for p in points.map(|p| p.last().expect("stages")) {
+                assert_eq!(p.params_with_gradients, built as f64);
+            }
         }
     }
 

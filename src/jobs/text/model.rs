@@ -40,8 +40,10 @@ impl BertShape {
         );
         let a = self.num_heads as f64;
         let drop = if self.dropout > 0.0 { 1.0 } else { 0.0 };
+        let (embeddings, layer, head) = self.params_by_stage();
         let mut t = Tally::default();
         // Embeddings: the sum (LayerNorm's input), the dropout's mask.
+        t.params(embeddings);
         t.kept_norm(NORM * s * h);
         t.kept_masks(drop * s * h);
         for _ in 0..self.num_layers {
@@ -52,12 +54,17 @@ impl BertShape {
             // dropout, the dropped probabilities (the product with v keeps them).
             let per_token = (6.0 + 2.0 * NORM) * h + 2.0 * f;
             let scores = (1.0 + drop) * a * s * s;
+            t.params(layer);
             t.block(flops, per_token * s + scores, 2.0 * NORM * s * h, s * h);
+            // In backward: the output's and input's gradients, and the ffn's hidden gradient
+            // or the scores' (GELU's and softmax's backward write theirs in place).
+            t.block_in_flight((f * s).max(a * s * s) + 2.0 * s * h);
             // Masks: after attention's and the ffn's output projections, over the scores.
             t.block_masks(drop * (2.0 * s * h + a * s * s));
         }
         // Pooler over [CLS] (its input, tanh's output), the classifier's input.
         let labels = self.num_labels as f64;
+        t.params(head);
         t.kept(matmul(1.0, h, h) + matmul(1.0, h, labels), 3.0 * h + labels);
         t.kept_masks(drop * h);
         // ids, token types (i64) and the mask (f32) per token; the label.
@@ -66,13 +73,20 @@ impl BertShape {
 
     /// Parameters of the model with these sizes.
     pub fn num_params(&self) -> u64 {
+        let (embeddings, layer, head) = self.params_by_stage();
+        embeddings + self.num_layers as u64 * layer + head
+    }
+
+    /// Parameters of the embeddings (with their LayerNorm), of one layer, and of the pooler
+    /// and classifier.
+    fn params_by_stage(&self) -> (u64, u64, u64) {
         let (h, f) = (self.hidden_size as u64, self.intermediate_size as u64);
         let embeddings =
             (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) as u64 * h
                 + 2 * h;
         let layer = 4 * (h * h + h) + h * f + f + f * h + h + 2 * 2 * h;
         let head = h * h + h + h * self.num_labels as u64 + self.num_labels as u64;
-        embeddings + self.num_layers as u64 * layer + head
+        (embeddings, layer, head)
     }
 }
 
@@ -384,6 +398,12 @@ mod tests {
         ] {
             let built = BertClassifier::new(&shape, &device).num_params() as u64;
             assert_eq!(shape.num_params(), built);
+            // Backward's last point (the embeddings) has made every parameter's gradient.
+            let cost = shape.cost(16);
+            let points = [&cost.backward, &cost.backward_checkpointed];
+            for p in points.map(|p| p.last().expect("stages")) {
+                assert_eq!(p.params_with_gradients, built as f64);
+            }
         }
     }
 
