@@ -48,7 +48,7 @@ pub use conv3d::{conv3d, conv3d_workspace};
 pub use dropout::{Mask, dropout, mask_bits};
 pub use gelu::gelu;
 pub use group_norm::{FrameNorm, frame_group_norm};
-pub use linear::linear;
+pub use linear::{linear, linear_part};
 pub use matmul_workspace::matmul_workspace;
 pub use norm::{LayerNorm, softmax_last};
 pub use sum_squares::sum_squares;

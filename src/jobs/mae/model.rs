@@ -15,7 +15,7 @@ use burn::prelude::*;
 use burn::tensor::{DType, FloatDType, TensorData};
 
 use crate::jobs::cost::{NORM, SampleCost, Tally, matmul};
-use crate::kernels::{LayerNorm, gelu, linear, softmax_last};
+use crate::kernels::{LayerNorm, gelu, linear, linear_part, softmax_last};
 use crate::train::recompute::{Out, Stage, Stages};
 
 /// Sizes of one model.
@@ -429,14 +429,12 @@ impl Attention {
         let [batch, seq, dim] = x.dims();
         let heads = self.num_heads;
         let head_dim = dim / heads;
-        // qkv: [B, N, 3·D] → [3, B, heads, N, head_dim], as timm reshapes it.
-        let qkv = linear(&self.qkv, x)
-            .reshape([batch, seq, 3, heads, head_dim])
-            .permute([2, 0, 3, 1, 4]);
+        // timm's qkv: features [0, D) are q, [D, 2·D) k, [2·D, 3·D) v, each `heads` heads of
+        // `head_dim`. Each part is its own product (`linear_part`), the heads a view of it.
         let part = |i: usize| {
-            qkv.clone()
-                .narrow(0, i, 1)
-                .reshape([batch, heads, seq, head_dim])
+            linear_part(&self.qkv, x.clone(), i * dim..(i + 1) * dim)
+                .reshape([batch, seq, heads, head_dim])
+                .swap_dims(1, 2)
         };
         let (q, k, v) = (part(0), part(1), part(2));
         let scores = q
