@@ -84,19 +84,8 @@ pub struct SampleCost {
 pub struct Tally {
     flops: f64,
     recompute: f64,
-    kept: f64,
-    boundaries: f64,
-    largest_block: f64,
-    largest_input: f64,
-    all: f64,
-    norms_kept: f64,
-    norms_largest_block: f64,
-    norms_all: f64,
-    masks_kept: f64,
-    masks_largest_block: f64,
-    masks_all: f64,
     workspace: f64,
-    /// Every stage in forward order, for the backward pass's points.
+    /// Every stage in forward order: the activation figures are sums over them.
     stages: Vec<Stage>,
     /// Parameters counted by [`Tally::params`] for the next stage.
     pending_params: f64,
@@ -120,8 +109,6 @@ impl Tally {
     /// A stage that is never recomputed (stem, glue, head).
     pub fn kept(&mut self, flops: f64, activations: f64) {
         self.flops += flops;
-        self.kept += activations;
-        self.all += activations;
         self.push(Stage {
             activations,
             ..Stage::default()
@@ -143,8 +130,6 @@ impl Tally {
     /// mixed precision).
     pub fn kept_norm(&mut self, elements: f64) {
         self.kept(0.0, elements);
-        self.norms_kept += elements;
-        self.norms_all += elements;
         if let Some(stage) = self.stages.last_mut() {
             stage.norms += elements;
         }
@@ -155,14 +140,6 @@ impl Tally {
     pub fn block(&mut self, flops: f64, activations: f64, norms: f64, input: f64) {
         self.flops += flops;
         self.recompute += flops;
-        self.boundaries += input;
-        if activations > self.largest_block {
-            self.largest_block = activations;
-            self.norms_largest_block = norms;
-        }
-        self.largest_input = self.largest_input.max(input);
-        self.all += activations;
-        self.norms_all += norms;
         self.push(Stage {
             recomputed: true,
             activations,
@@ -180,8 +157,6 @@ impl Tally {
 
     /// Dropout masks of `elements` in a stage that is never recomputed.
     pub fn kept_masks(&mut self, elements: f64) {
-        self.masks_kept += elements;
-        self.masks_all += elements;
         self.push(Stage {
             masks: elements,
             ..Stage::default()
@@ -190,8 +165,6 @@ impl Tally {
 
     /// Dropout masks of `elements` in the recomputed block counted last.
     pub fn block_masks(&mut self, elements: f64) {
-        self.masks_largest_block = self.masks_largest_block.max(elements);
-        self.masks_all += elements;
         if let Some(stage) = self.stages.iter_mut().rev().find(|s| s.recomputed) {
             stage.masks += elements;
         }
@@ -256,19 +229,30 @@ impl Tally {
                 ..Stage::default()
             }),
         }
+        let (kept, blocks): (Vec<Stage>, Vec<Stage>) =
+            self.stages.iter().partition(|s| !s.recomputed);
+        let sum = |stages: &[Stage], f: fn(&Stage) -> f64| stages.iter().map(f).sum::<f64>();
+        let max = |f: fn(&Stage) -> f64| blocks.iter().map(f).fold(0.0, f64::max);
+        // The block held at the checkpointed peak: the first with the most activations.
+        let largest = blocks.iter().fold(Stage::default(), |a, b| {
+            if b.activations > a.activations { *b } else { a }
+        });
+        let all = |f: fn(&Stage) -> f64| sum(&self.stages, f);
         SampleCost {
             backward: self.backward_points(false),
             backward_checkpointed: self.backward_points(true),
             forward_flops: self.flops,
-            activations: self.all,
-            activations_checkpointed: self.kept + self.boundaries + self.largest_block,
-            norm_inputs: self.norms_all,
-            norm_inputs_checkpointed: self.norms_kept + self.norms_largest_block,
-            dropout_masks: self.masks_all,
-            dropout_masks_checkpointed: self.masks_kept + self.masks_largest_block,
+            activations: all(|s| s.activations),
+            activations_checkpointed: sum(&kept, |s| s.activations)
+                + sum(&blocks, |s| s.input)
+                + largest.activations,
+            norm_inputs: all(|s| s.norms),
+            norm_inputs_checkpointed: sum(&kept, |s| s.norms) + largest.norms,
+            dropout_masks: all(|s| s.masks),
+            dropout_masks_checkpointed: sum(&kept, |s| s.masks) + max(|s| s.masks),
             conv_workspace: self.workspace,
             recompute_flops: self.recompute,
-            inference: 3.0 * self.largest_input,
+            inference: 3.0 * max(|s| s.input),
             input_bytes,
             unit,
             units,

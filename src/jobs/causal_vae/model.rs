@@ -125,7 +125,7 @@ impl VaeShape {
                 w.conv(c, c, 27, (t + 2.0) * hw, out * hw);
                 // The pooled path and the mix.
                 w.acts(2.0 * c as f64 * out * hw);
-                w.count_params(1);
+                w.params += 1;
                 w.end_block(c as f64 * t * hw);
                 t = out;
             }
@@ -160,7 +160,7 @@ impl VaeShape {
                 w.start_block();
                 w.conv(c, c, 27, (out + 2.0) * hw, out * hw);
                 w.acts(2.0 * c as f64 * out * hw);
-                w.count_params(1);
+                w.params += 1;
                 w.end_block(c as f64 * t * hw);
                 t = out;
             }
@@ -170,6 +170,12 @@ impl VaeShape {
         w.conv(c, 3, 27, (t + 2.0) * hw, t * hw);
         w.acts(2.0 * 3.0 * t * hw);
         let params = w.params;
+        // Every parameter to the last stage, so every gradient counts at every point of
+        // backward (`Tally::params`), not stage by stage: measured (`bench/checkpointing.sh`,
+        // 2 steps on flex), this model's peak at 9 × 32² held every activation and every
+        // gradient at once (33.6 MiB against 22.7 + 11.2), where the stage-by-stage account
+        // predicts the activations alone (an overcount at 17 × 64², where about a quarter of
+        // them were held: 93.6 MiB against 90.8 + 11.2).
         w.tally.params(params);
         let pixels = (frames * size * size) as f64;
         let [zc, zt, zh, zw] = self.latent_dims(frames, size);
@@ -189,17 +195,6 @@ struct Walk {
 }
 
 impl Walk {
-    /// `n` parameters of what is counted next. They are not attributed to their stages for
-    /// backward's points (`Tally::params`): measured (`bench/checkpointing.sh`, 2 steps on
-    /// flex), this model's peak at 9 × 32² held every activation and every gradient at once
-    /// (33.6 MiB against 22.7 + 11.2), where the stage-by-stage account predicts the
-    /// activations alone; so every gradient counts at every point, as if made first (an
-    /// overcount at 17 × 64², where about a quarter of them were held: 93.6 MiB against
-    /// 90.8 + 11.2).
-    fn count_params(&mut self, n: u64) {
-        self.params += n;
-    }
-
     fn start_block(&mut self) {
         self.block = Some((0.0, 0.0, 0.0));
     }
@@ -227,7 +222,7 @@ impl Walk {
     /// A convolution `c_in → c_out` with `k` taps, reading `input` positions (padded in
     /// time) and writing `output`; it keeps its input.
     fn conv(&mut self, c_in: usize, c_out: usize, k: usize, input: f64, output: f64) {
-        self.count_params((c_in * c_out * k + c_out) as u64);
+        self.params += (c_in * c_out * k + c_out) as u64;
         self.tally
             .workspace(crate::kernels::conv3d_workspace(c_in, k, output as usize) as f64);
         self.add(
@@ -239,7 +234,7 @@ impl Walk {
     /// GroupNorm (per frame, with or without the SiLU fused into it) over `c` channels at `n`
     /// positions: it keeps its input.
     fn norm(&mut self, c: usize, n: f64) {
-        self.count_params(2 * c as u64);
+        self.params += 2 * c as u64;
         let elements = NORM * c as f64 * n;
         match &mut self.block {
             Some((_, acts, norms)) => {
