@@ -36,6 +36,17 @@ mod ffi {
             weight_decay: f64,
             eps: f64,
         ) -> *mut c_char;
+        pub fn runner_ops_foreach_sum_squares(
+            xs: *const *const C_tensor,
+            n: usize,
+            out: *mut *mut C_tensor,
+        ) -> *mut c_char;
+        pub fn runner_ops_foreach_scale(
+            xs: *const *const C_tensor,
+            n: usize,
+            coef: f64,
+            out: *mut *mut C_tensor,
+        ) -> *mut c_char;
         pub fn runner_ops_layer_norm_backward(
             x: *const C_tensor,
             gamma: *const C_tensor,
@@ -100,6 +111,80 @@ fn fused_adamw(
                 "libtorch's fused AdamW refused a parameter ({why}); updating it op by op"
             );
         })
+        .ok()
+}
+
+/// Every tensor of `xs` as libtorch's own, or `None` when one lives on another backend.
+#[cfg(runner_torch_ops)]
+fn libtorch_tensors(xs: &[burn::tensor::Tensor<1>]) -> Option<Vec<TchTensor>> {
+    xs.iter()
+        .map(|x| x.clone().try_into_primitive::<LibTorch>().ok())
+        .collect()
+}
+
+/// Σ‖xᵢ‖² of a list of libtorch tensors by one multi-tensor norm (`_foreach_norm`, see the
+/// shim), as a one-element tensor. `None` where the build has no shim, the list is empty, a
+/// tensor lives on another backend, or libtorch refuses: the caller sums tensor by tensor.
+pub(super) fn sum_squares_all(xs: &[burn::tensor::Tensor<1>]) -> Option<burn::tensor::Tensor<1>> {
+    #[cfg(runner_torch_ops)]
+    {
+        let tensors = libtorch_tensors(xs).filter(|t| !t.is_empty())?;
+        let ptrs: Vec<_> = tensors.iter().map(|t| t.tensor.as_ptr()).collect();
+        let mut out = std::ptr::null_mut();
+        // SAFETY: `ptrs` points at live tensors kept by `tensors`; on success the shim writes
+        // one new tensor, whose ownership passes to the `tch::Tensor` made of it.
+        let err =
+            unsafe { ffi::runner_ops_foreach_sum_squares(ptrs.as_ptr(), ptrs.len(), &mut out) };
+        refused("multi-tensor norm", ffi::check(err))?;
+        let total = unsafe { tch::Tensor::from_ptr(out) };
+        Some(burn::tensor::Tensor::from_primitive::<LibTorch>(
+            TchTensor::new(total),
+        ))
+    }
+    #[cfg(not(runner_torch_ops))]
+    {
+        let _ = xs;
+        None
+    }
+}
+
+/// Each tensor of a list of libtorch tensors times `coef`, by one multi-tensor op
+/// (`_foreach_mul`, out of place); `None` as for [`sum_squares_all`].
+pub(super) fn scale_all(
+    xs: &[burn::tensor::Tensor<1>],
+    coef: f64,
+) -> Option<Vec<burn::tensor::Tensor<1>>> {
+    #[cfg(runner_torch_ops)]
+    {
+        let tensors = libtorch_tensors(xs).filter(|t| !t.is_empty())?;
+        let ptrs: Vec<_> = tensors.iter().map(|t| t.tensor.as_ptr()).collect();
+        let mut out = vec![std::ptr::null_mut(); ptrs.len()];
+        // SAFETY: as in `sum_squares_all`; on success the shim writes `n` new tensors.
+        let err = unsafe {
+            ffi::runner_ops_foreach_scale(ptrs.as_ptr(), ptrs.len(), coef, out.as_mut_ptr())
+        };
+        refused("multi-tensor scale", ffi::check(err))?;
+        Some(
+            out.into_iter()
+                .map(|t| {
+                    let t = unsafe { tch::Tensor::from_ptr(t) };
+                    burn::tensor::Tensor::from_primitive::<LibTorch>(TchTensor::new(t))
+                })
+                .collect(),
+        )
+    }
+    #[cfg(not(runner_torch_ops))]
+    {
+        let _ = (xs, coef);
+        None
+    }
+}
+
+/// `Some` for the shim's success; its refusal logged (at debug: the caller falls back).
+#[cfg(runner_torch_ops)]
+fn refused(what: &str, result: Result<(), String>) -> Option<()> {
+    result
+        .map_err(|why| tracing::debug!("libtorch's {what} refused ({why}); going tensor by tensor"))
         .ok()
 }
 
@@ -341,6 +426,86 @@ mod tests {
             (ours[0] - expected).abs() <= 1e-5 * expected,
             "{ours:?} vs {expected}"
         );
+    }
+
+    /// Gradients of several sizes as burn tensors on libtorch's CPU.
+    #[cfg(runner_torch_ops)]
+    fn gradients() -> Vec<burn::tensor::Tensor<1>> {
+        [(7, 1.0), (1, 2.0), (300, 0.5), (64, 3.0)]
+            .into_iter()
+            .map(|(n, scale)| {
+                let t = TchTensor::new(tensor(ramp(4 * n, scale, 0.5)).tensor.reshape([-1]));
+                burn::tensor::Tensor::from_primitive::<LibTorch>(t)
+            })
+            .collect()
+    }
+
+    #[cfg(runner_torch_ops)]
+    #[test]
+    fn the_multi_tensor_norm_equals_the_per_tensor_sum() {
+        let xs = gradients();
+        let expected: f32 = xs
+            .iter()
+            .map(|x| x.clone().square().sum().into_scalar::<f32>())
+            .sum();
+        let total = sum_squares_all(&xs).expect("the shim takes a list of CPU f32 tensors");
+        let got = total.into_scalar::<f32>();
+        assert!(
+            (got - expected).abs() <= 1e-5 * expected,
+            "{got} vs {expected}"
+        );
+        assert!(
+            sum_squares_all(&[]).is_none(),
+            "an empty list is the caller's"
+        );
+    }
+
+    /// What the trainer hands the clipping: gradients out of burn's autodiff on libtorch, which
+    /// must downcast to libtorch's tensors (else clipping silently loops).
+    #[cfg(runner_torch_ops)]
+    #[test]
+    fn autodiffs_gradients_take_the_multi_tensor_path() {
+        use burn::module::Module;
+        use burn::nn::LinearConfig;
+        use burn::optim::GradientsParams;
+
+        let device = burn::tensor::Device::libtorch().autodiff();
+        let layer = LinearConfig::new(3, 4).init(&device);
+        let x = burn::tensor::Tensor::<2>::ones([2, 3], &device);
+        let grads = GradientsParams::from_grads(layer.forward(x).sum().backward(), &layer);
+        let mut flat = Vec::new();
+        layer.visit(&mut Collect(&grads, &mut flat));
+        assert_eq!(flat.len(), 2, "weight and bias");
+        assert!(sum_squares_all(&flat).is_some());
+        assert!(scale_all(&flat, 0.5).is_some());
+
+        struct Collect<'a>(&'a GradientsParams, &'a mut Vec<burn::tensor::Tensor<1>>);
+        impl burn::module::ModuleVisitor for Collect<'_> {
+            fn visit_float<const D: usize>(
+                &mut self,
+                p: &burn::module::Param<burn::tensor::Tensor<D>>,
+            ) {
+                let g = self.0.get::<D>(p.id).unwrap();
+                let n = g.shape().num_elements();
+                self.1.push(g.reshape([n]));
+            }
+        }
+    }
+
+    #[cfg(runner_torch_ops)]
+    #[test]
+    fn the_multi_tensor_scale_equals_scaling_each() {
+        let xs = gradients();
+        let scaled = scale_all(&xs, 0.3).expect("the shim takes a list of CPU f32 tensors");
+        assert_eq!(scaled.len(), xs.len());
+        for (x, s) in xs.iter().zip(scaled) {
+            let want = x.clone().mul_scalar(0.3);
+            let (s, want) = (
+                s.try_into_primitive::<LibTorch>().unwrap(),
+                want.try_into_primitive::<LibTorch>().unwrap(),
+            );
+            close(&s, &want);
+        }
     }
 
     #[test]

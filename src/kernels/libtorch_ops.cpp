@@ -6,12 +6,16 @@
 // Rust. Tensors are `at::Tensor*`, what tch's `C_tensor` handles are.
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/_foreach_mul.h>
+#include <ATen/ops/_foreach_norm.h>
 #include <ATen/ops/_fused_adamw.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/native_layer_norm_backward.h>
 #include <ATen/ops/native_layer_norm.h>
+#include <ATen/ops/stack.h>
 
 #include <cstdlib>
+#include <vector>
 
 #include "../shim_guard.hpp"
 
@@ -55,6 +59,39 @@ char* runner_ops_layer_norm_backward(const at::Tensor* x, const at::Tensor* gamm
     out[0] = new at::Tensor(std::move(dx));
     out[1] = new at::Tensor(std::move(dgamma));
     out[2] = new at::Tensor(std::move(dbeta));
+  });
+}
+
+// The tensors `xs[0..n]` point at, as a list (each a new handle on the same storage).
+static std::vector<at::Tensor> tensors(const at::Tensor* const* xs, size_t n) {
+  std::vector<at::Tensor> list;
+  list.reserve(n);
+  for (size_t i = 0; i < n; ++i) list.push_back(*xs[i]);
+  return list;
+}
+
+// The global gradient norm's Σ‖xᵢ‖² over `n` tensors as PyTorch's `clip_grad_norm_` takes it:
+// every norm by one multi-tensor kernel (`_foreach_norm`: one CUDA launch for a whole list
+// of same-device, same-dtype tensors; a loop of `linalg_vector_norm` on the CPU), stacked,
+// squared and summed on the device: a one-element tensor through `out`, where one fused norm
+// per tensor and a running sum took two launches per tensor.
+char* runner_ops_foreach_sum_squares(const at::Tensor* const* xs, size_t n, at::Tensor** out) {
+  return guarded([&] {
+    std::vector<at::Tensor> list = tensors(xs, n);
+    at::Tensor norms = at::stack(at::_foreach_norm(list, 2));
+    *out = new at::Tensor(norms.square().sum().reshape({1}));
+  });
+}
+
+// `n` tensors each times `coef`, as new tensors through `out[0..n]` (`_foreach_mul`, out of
+// place: one CUDA launch for the list, which `clip_grad_norm_` makes in place; out of place
+// here because autodiff may hand two parameters the same gradient storage, which an in-place
+// scale would scale twice).
+char* runner_ops_foreach_scale(const at::Tensor* const* xs, size_t n, double coef,
+                               at::Tensor** out) {
+  return guarded([&] {
+    std::vector<at::Tensor> scaled = at::_foreach_mul(tensors(xs, n), at::Scalar(coef));
+    for (size_t i = 0; i < n; ++i) out[i] = new at::Tensor(std::move(scaled[i]));
   });
 }
 

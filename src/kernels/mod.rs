@@ -13,9 +13,10 @@
 //! (`#[backend_extension]`): each method has a default body, either the backend's own op or
 //! one composed of burn's ops; burn-flex gets hand-written loops over contiguous `f32`
 //! storage (`flex/`, falling back to the default for other dtypes and layouts), libtorch
-//! its own kernels (`libtorch.rs`: softmax's backward through tch; PyTorch's fused AdamW and
-//! LayerNorm's backward kernel through a C++ shim, `libtorch_ops.cpp`, as tch 0.22 does not
-//! wrap them).
+//! its own kernels (`libtorch.rs`: softmax's backward through tch; PyTorch's fused AdamW,
+//! LayerNorm's backward kernel and the multi-tensor norm and scale of gradient clipping
+//! (`foreach.rs`, over a list, outside the trait: burn's extension macro takes no list of
+//! tensors) through a C++ shim, `libtorch_ops.cpp`, as tch 0.22 does not wrap them).
 //! The autodiff backend routes to the inner backend and records the backward of each
 //! differentiable kernel itself (`dropout.rs`, `norm.rs`, `gelu.rs`, `group_norm.rs`,
 //! `conv3d.rs`): LayerNorm, softmax and the GroupNorm on every backend, dropout, GELU and
@@ -34,6 +35,7 @@ mod adamw;
 mod conv3d;
 mod dropout;
 mod flex;
+mod foreach;
 mod gelu;
 mod group_norm;
 #[cfg(feature = "tch")]
@@ -46,6 +48,7 @@ mod sum_squares;
 pub use adamw::{AdamWHyper, adamw_step};
 pub use conv3d::{conv3d, conv3d_workspace};
 pub use dropout::{Mask, dropout, mask_bits};
+pub use foreach::{scale_all, sum_squares_all};
 pub use gelu::gelu;
 pub use group_norm::{FrameNorm, frame_group_norm};
 pub use linear::{linear, linear_part};

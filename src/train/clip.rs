@@ -5,7 +5,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
-use crate::kernels::sum_squares;
+use crate::kernels::{scale_all, sum_squares_all};
 
 /// Scales `grads` so that their global norm is at most `max_norm` (no clipping when
 /// `max_norm` is 0) and returns them with the norm before clipping. The coefficient is
@@ -19,49 +19,61 @@ pub fn clip_global_norm<M: Module>(
     if max_norm > 0.0 {
         let coef = max_norm / (norm + 1e-6);
         if coef < 1.0 {
-            struct Scale<'a> {
+            /// Puts each scaled gradient back, in the order `flat_grads` took them.
+            struct Replace<'a, I> {
                 grads: &'a mut GradientsParams,
-                coef: f32,
+                scaled: I,
             }
-            impl ModuleVisitor for Scale<'_> {
+            impl<I: Iterator<Item = Tensor<1>>> ModuleVisitor for Replace<'_, I> {
                 fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
                     if let Some(g) = self.grads.remove::<D>(p.id) {
-                        self.grads.register::<D>(p.id, g.mul_scalar(self.coef));
+                        let scaled = self
+                            .scaled
+                            .next()
+                            .expect("one scaled gradient per gradient");
+                        self.grads.register::<D>(p.id, scaled.reshape(g.dims()));
                     }
                 }
             }
-            model.visit(&mut Scale {
+            let scaled = scale_all(flat_grads(model, &grads), coef);
+            model.visit(&mut Replace {
                 grads: &mut grads,
-                coef: coef as f32,
+                scaled: scaled.into_iter(),
             });
         }
     }
     (grads, norm)
 }
 
-/// sqrt(Σ g²) over every parameter's gradient, summed in the module's fixed visiting order
-/// (so the result is the same run to run) and read back once. Each Σ g² is one pass over the
-/// gradient ([`sum_squares`]), no squared copy.
+/// sqrt(Σ g²) over every parameter's gradient, read back once: on libtorch one multi-tensor
+/// norm over all of them; elsewhere one pass per gradient (no squared copy), summed in the
+/// module's fixed visiting order, so the result is the same run to run ([`sum_squares_all`]).
 pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
-    struct SumSquares<'a> {
+    sum_squares_all(flat_grads(model, grads))
+        .map_or(0.0, |sq| f64::from(sq.into_scalar::<f32>()).sqrt())
+}
+
+/// Every parameter's gradient, flattened (a view: gradients are contiguous), in the module's
+/// visiting order.
+fn flat_grads<M: Module>(model: &M, grads: &GradientsParams) -> Vec<Tensor<1>> {
+    struct Flat<'a> {
         grads: &'a GradientsParams,
-        acc: Option<Tensor<1>>,
+        out: Vec<Tensor<1>>,
     }
-    impl ModuleVisitor for SumSquares<'_> {
+    impl ModuleVisitor for Flat<'_> {
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.get::<D>(p.id) {
-                let s = sum_squares(g);
-                self.acc = Some(match self.acc.take() {
-                    Some(a) => a + s,
-                    None => s,
-                });
+                let n = g.shape().num_elements();
+                self.out.push(g.reshape([n]));
             }
         }
     }
-    let mut v = SumSquares { grads, acc: None };
+    let mut v = Flat {
+        grads,
+        out: Vec::new(),
+    };
     model.visit(&mut v);
-    v.acc
-        .map_or(0.0, |sq| f64::from(sq.into_scalar::<f32>()).sqrt())
+    v.out
 }
 
 #[cfg(test)]
@@ -111,38 +123,58 @@ mod tests {
         out
     }
 
-    fn setup() -> (std::sync::MutexGuard<'static, ()>, Two, Device) {
-        let (guard, device) = crate::train::backend::seeded_test_device(3);
-        let model = Two {
-            a: LinearConfig::new(3, 5).init(&device),
-            b: LinearConfig::new(5, 2).init(&device),
-        };
-        (guard, model, device)
+    /// The model on each device this build has (flex; libtorch's CPU with `tch`, where the
+    /// norm and the scale are libtorch's multi-tensor ops).
+    fn setup() -> (std::sync::MutexGuard<'static, ()>, Vec<(Two, Device)>) {
+        let (guard, devices) = crate::train::backend::seeded_test_devices(3);
+        let models = devices
+            .into_iter()
+            .map(|device| {
+                let model = Two {
+                    a: LinearConfig::new(3, 5).init(&device),
+                    b: LinearConfig::new(5, 2).init(&device),
+                };
+                (model, device)
+            })
+            .collect();
+        (guard, models)
     }
 
     #[test]
     fn norm_is_over_all_parameters_together() {
-        let (_guard, model, device) = setup();
-        let grads = grads_of(&model, &device);
-        let want = flat(&model, &grads)
+        let (_guard, models) = setup();
+        for (model, device) in models {
+            norm_is_over_all_parameters_together_on(&model, &device);
+        }
+    }
+
+    fn norm_is_over_all_parameters_together_on(model: &Two, device: &Device) {
+        let grads = grads_of(model, device);
+        let want = flat(model, &grads)
             .iter()
             .map(|g| f64::from(*g).powi(2))
             .sum::<f64>()
             .sqrt();
-        let got = global_norm(&model, &grads);
+        let got = global_norm(model, &grads);
         assert!((got - want).abs() < 1e-4 * want, "{got} vs {want}");
     }
 
     #[test]
     fn clipping_scales_every_gradient_by_one_coefficient() {
-        let (_guard, model, device) = setup();
-        let before = flat(&model, &grads_of(&model, &device));
-        let (clipped, norm) = clip_global_norm(&model, grads_of(&model, &device), 0.5);
+        let (_guard, models) = setup();
+        for (model, device) in models {
+            clipping_scales_every_gradient_by_one_coefficient_on(&model, &device);
+        }
+    }
+
+    fn clipping_scales_every_gradient_by_one_coefficient_on(model: &Two, device: &Device) {
+        let before = flat(model, &grads_of(model, device));
+        let (clipped, norm) = clip_global_norm(model, grads_of(model, device), 0.5);
         assert!(
             norm > 0.5,
             "the test needs a norm above the threshold, got {norm}"
         );
-        let after = flat(&model, &clipped);
+        let after = flat(model, &clipped);
         let coef = 0.5 / (norm + 1e-6);
         for (b, a) in before.iter().zip(&after) {
             assert!(
@@ -160,11 +192,13 @@ mod tests {
 
     #[test]
     fn small_gradients_and_zero_threshold_are_left_alone() {
-        let (_guard, model, device) = setup();
-        let before = flat(&model, &grads_of(&model, &device));
-        let (same, _) = clip_global_norm(&model, grads_of(&model, &device), 1e9);
-        assert_eq!(flat(&model, &same), before);
-        let (off, _) = clip_global_norm(&model, grads_of(&model, &device), 0.0);
-        assert_eq!(flat(&model, &off), before);
+        let (_guard, models) = setup();
+        for (model, device) in models {
+            let before = flat(&model, &grads_of(&model, &device));
+            let (same, _) = clip_global_norm(&model, grads_of(&model, &device), 1e9);
+            assert_eq!(flat(&model, &same), before);
+            let (off, _) = clip_global_norm(&model, grads_of(&model, &device), 0.0);
+            assert_eq!(flat(&model, &off), before);
+        }
     }
 }
