@@ -53,8 +53,8 @@ pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
         .map_or(0.0, |sq| f64::from(sq.into_scalar::<f32>()).sqrt())
 }
 
-/// Every parameter's gradient, flattened (a view: gradients are contiguous), in the module's
-/// visiting order.
+/// Every parameter's gradient, flattened (a view of a contiguous gradient, else a copy), in
+/// the module's visiting order.
 fn flat_grads<M: Module>(model: &M, grads: &GradientsParams) -> Vec<Tensor<1>> {
     struct Flat<'a> {
         grads: &'a GradientsParams,
