@@ -1,6 +1,6 @@
 //! Ops over a whole list of tensors at once, as PyTorch's multi-tensor `_foreach_*` ops, for
-//! the global gradient norm and its clipping (`train::clip`): on libtorch one multi-tensor
-//! kernel for the list (one CUDA launch where a loop launches one or two per parameter: a
+//! the global gradient norm and its clipping (`train::clip`): on libtorch (with the ops shim
+//! build.rs compiles) one multi-tensor kernel for the list (one CUDA launch where a loop launches one or two per parameter: a
 //! BERT-base has 200 parameters); elsewhere the loop, in the list's order.
 
 use burn::tensor::Tensor;
@@ -12,7 +12,7 @@ use super::sum_squares;
 /// from one `_foreach_norm`, as in PyTorch's `clip_grad_norm_`; elsewhere each tensor's
 /// [`sum_squares`] is summed in `xs`'s order, so the result is the same run to run.
 pub fn sum_squares_all(xs: Vec<Tensor<1>>) -> Option<Tensor<1>> {
-    #[cfg(feature = "tch")]
+    #[cfg(runner_torch_ops)] // libtorch builds with the ops shim
     if let Some(total) = super::libtorch::sum_squares_all(&xs) {
         return Some(total);
     }
@@ -22,7 +22,7 @@ pub fn sum_squares_all(xs: Vec<Tensor<1>>) -> Option<Tensor<1>> {
 /// Each tensor of `xs` times `coef`, as new tensors in `xs`'s order: one `_foreach_mul` on
 /// libtorch, one `mul_scalar` per tensor elsewhere.
 pub fn scale_all(xs: Vec<Tensor<1>>, coef: f64) -> Vec<Tensor<1>> {
-    #[cfg(feature = "tch")]
+    #[cfg(runner_torch_ops)] // libtorch builds with the ops shim
     if let Some(scaled) = super::libtorch::scale_all(&xs, coef) {
         return scaled;
     }

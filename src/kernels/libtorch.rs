@@ -123,61 +123,45 @@ fn libtorch_tensors(xs: &[burn::tensor::Tensor<1>]) -> Option<Vec<TchTensor>> {
 }
 
 /// Σ‖xᵢ‖² of a list of libtorch tensors by one multi-tensor norm (`_foreach_norm`, see the
-/// shim), as a one-element tensor. `None` where the build has no shim, the list is empty, a
-/// tensor lives on another backend, or libtorch refuses: the caller sums tensor by tensor.
+/// shim), as a one-element tensor. `None` where the list is empty, a tensor lives on another
+/// backend, or libtorch refuses: the caller sums tensor by tensor.
+#[cfg(runner_torch_ops)]
 pub(super) fn sum_squares_all(xs: &[burn::tensor::Tensor<1>]) -> Option<burn::tensor::Tensor<1>> {
-    #[cfg(runner_torch_ops)]
-    {
-        let tensors = libtorch_tensors(xs).filter(|t| !t.is_empty())?;
-        let ptrs: Vec<_> = tensors.iter().map(|t| t.tensor.as_ptr()).collect();
-        let mut out = std::ptr::null_mut();
-        // SAFETY: `ptrs` points at live tensors kept by `tensors`; on success the shim writes
-        // one new tensor, whose ownership passes to the `tch::Tensor` made of it.
-        let err =
-            unsafe { ffi::runner_ops_foreach_sum_squares(ptrs.as_ptr(), ptrs.len(), &mut out) };
-        refused("multi-tensor norm", ffi::check(err))?;
-        let total = unsafe { tch::Tensor::from_ptr(out) };
-        Some(burn::tensor::Tensor::from_primitive::<LibTorch>(
-            TchTensor::new(total),
-        ))
-    }
-    #[cfg(not(runner_torch_ops))]
-    {
-        let _ = xs;
-        None
-    }
+    let tensors = libtorch_tensors(xs).filter(|t| !t.is_empty())?;
+    let ptrs: Vec<_> = tensors.iter().map(|t| t.tensor.as_ptr()).collect();
+    let mut out = std::ptr::null_mut();
+    // SAFETY: `ptrs` points at live tensors kept by `tensors`; on success the shim writes
+    // one new tensor, whose ownership passes to the `tch::Tensor` made of it.
+    let err = unsafe { ffi::runner_ops_foreach_sum_squares(ptrs.as_ptr(), ptrs.len(), &mut out) };
+    refused("multi-tensor norm", ffi::check(err))?;
+    let total = unsafe { tch::Tensor::from_ptr(out) };
+    Some(burn::tensor::Tensor::from_primitive::<LibTorch>(
+        TchTensor::new(total),
+    ))
 }
 
 /// Each tensor of a list of libtorch tensors times `coef`, by one multi-tensor op
 /// (`_foreach_mul`, out of place); `None` as for [`sum_squares_all`].
+#[cfg(runner_torch_ops)]
 pub(super) fn scale_all(
     xs: &[burn::tensor::Tensor<1>],
     coef: f64,
 ) -> Option<Vec<burn::tensor::Tensor<1>>> {
-    #[cfg(runner_torch_ops)]
-    {
-        let tensors = libtorch_tensors(xs).filter(|t| !t.is_empty())?;
-        let ptrs: Vec<_> = tensors.iter().map(|t| t.tensor.as_ptr()).collect();
-        let mut out = vec![std::ptr::null_mut(); ptrs.len()];
-        // SAFETY: as in `sum_squares_all`; on success the shim writes `n` new tensors.
-        let err = unsafe {
-            ffi::runner_ops_foreach_scale(ptrs.as_ptr(), ptrs.len(), coef, out.as_mut_ptr())
-        };
-        refused("multi-tensor scale", ffi::check(err))?;
-        Some(
-            out.into_iter()
-                .map(|t| {
-                    let t = unsafe { tch::Tensor::from_ptr(t) };
-                    burn::tensor::Tensor::from_primitive::<LibTorch>(TchTensor::new(t))
-                })
-                .collect(),
-        )
-    }
-    #[cfg(not(runner_torch_ops))]
-    {
-        let _ = (xs, coef);
-        None
-    }
+    let tensors = libtorch_tensors(xs).filter(|t| !t.is_empty())?;
+    let ptrs: Vec<_> = tensors.iter().map(|t| t.tensor.as_ptr()).collect();
+    let mut out = vec![std::ptr::null_mut(); ptrs.len()];
+    // SAFETY: as in `sum_squares_all`; on success the shim writes `n` new tensors.
+    let err =
+        unsafe { ffi::runner_ops_foreach_scale(ptrs.as_ptr(), ptrs.len(), coef, out.as_mut_ptr()) };
+    refused("multi-tensor scale", ffi::check(err))?;
+    Some(
+        out.into_iter()
+            .map(|t| {
+                let t = unsafe { tch::Tensor::from_ptr(t) };
+                burn::tensor::Tensor::from_primitive::<LibTorch>(TchTensor::new(t))
+            })
+            .collect(),
+    )
 }
 
 /// `Some` for the shim's success; its refusal logged (at debug: the caller falls back).

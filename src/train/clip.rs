@@ -15,11 +15,13 @@ pub fn clip_global_norm<M: Module>(
     mut grads: GradientsParams,
     max_norm: f64,
 ) -> (GradientsParams, f64) {
-    let norm = global_norm(model, &grads);
+    let flat = flat_grads(model, &grads);
+    let norm = norm_of(flat.clone());
     if max_norm > 0.0 {
         let coef = max_norm / (norm + 1e-6);
         if coef < 1.0 {
-            /// Puts each scaled gradient back, in the order `flat_grads` took them.
+            /// Puts each scaled gradient back, in the order `flat_grads` took them (the
+            /// module's visiting order).
             struct Replace<'a, I> {
                 grads: &'a mut GradientsParams,
                 scaled: I,
@@ -35,7 +37,7 @@ pub fn clip_global_norm<M: Module>(
                     }
                 }
             }
-            let scaled = scale_all(flat_grads(model, &grads), coef);
+            let scaled = scale_all(flat, coef);
             model.visit(&mut Replace {
                 grads: &mut grads,
                 scaled: scaled.into_iter(),
@@ -49,8 +51,12 @@ pub fn clip_global_norm<M: Module>(
 /// norm over all of them; elsewhere one pass per gradient (no squared copy), summed in the
 /// module's fixed visiting order, so the result is the same run to run ([`sum_squares_all`]).
 pub fn global_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
-    sum_squares_all(flat_grads(model, grads))
-        .map_or(0.0, |sq| f64::from(sq.into_scalar::<f32>()).sqrt())
+    norm_of(flat_grads(model, grads))
+}
+
+/// sqrt(Σ g²) over `flat` (see [`global_norm`]), read back once.
+fn norm_of(flat: Vec<Tensor<1>>) -> f64 {
+    sum_squares_all(flat).map_or(0.0, |sq| f64::from(sq.into_scalar::<f32>()).sqrt())
 }
 
 /// Every parameter's gradient, flattened (a view of a contiguous gradient, else a copy), in
